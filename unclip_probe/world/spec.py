@@ -29,7 +29,7 @@ BACKGROUNDS = {  # neutral: far from every object colour and from the white note
 }
 NOTE_PAPER = (250, 250, 250)
 NOTE_INK = (15, 15, 15)
-SIZE_RADIUS = {"small": 6, "large": 9}  # half-width of the object's box at 64 px
+SIZE_RADIUS = {"small": 5, "large": 8}  # half-width of the object's box at 64 px
 OBJECT_SIZES = tuple(SIZE_RADIUS)
 
 # A 3x3 grid of cells; an object's position is the cell of its centre.
@@ -38,8 +38,12 @@ POSITIONS = (
     "left", "center", "right",
     "bottom left", "bottom", "bottom right",
 )
-CELL_CENTERS = (11, 32, 53)  # pixel centre of each row / column at 64 px
+CELL_CENTERS = (10, 32, 53)  # pixel centre of each row / column at 64 px
+# Cell boundaries at 64 px. With MAX_JITTER and the largest radius every object
+# lies wholly inside its cell, so the oracle can read the grid cell by cell.
+CELL_EDGES = (0, 21, 43, 64)
 MAX_JITTER = 2  # pixels an object's centre may move inside its cell
+MIN_GAP = 2  # pixels between any two boxes (objects, note): shapes never touch
 
 DISTRACTOR_WORDS = ("apple", "dog", "car", "tree", "cat", "ipod", "house", "fish")
 NOTE_WORDS = SHAPES + tuple(COLORS) + DISTRACTOR_WORDS

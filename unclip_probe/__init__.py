@@ -1,0 +1,9 @@
+"""unclip-probe: see what CLIP latents encode (DESIGN.md).
+
+Layers, each importing only those before it:
+world <- clip <- models / diffusion <- pipeline <- probes <- widgets / cli
+"""
+from . import world
+
+__version__ = "0.1.0"
+__all__ = ["world"]

@@ -1,0 +1,58 @@
+"""The `unclip-probe` command (DESIGN.md §3): world | train | generate | report | bench.
+
+Bad input ends the command with the library's one-sentence message and exit
+code 2, never a traceback (DESIGN.md §7).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import ProbeInputError
+
+
+def _cmd_world(args: argparse.Namespace) -> None:
+    from . import world
+    from .world.grid import captioned_grid
+
+    scenes = world.sample_scenes(args.n, seed=args.seed)
+    images = [world.render(s, size=args.size) for s in scenes]
+    caps = [world.caption(s, seed=args.seed * 100003 + i) for i, s in enumerate(scenes)]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    captioned_grid(images, caps, cols=args.cols, scale=max(1, 192 // args.size)).save(out)
+    print(f"wrote {out} ({len(scenes)} scenes, seed {args.seed})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="unclip-probe", description="Probe CLIP latents with a compact unCLIP.")
+    sub = p.add_subparsers(dest="command", required=True)
+    w = sub.add_parser("world", help="render a captioned grid of shape-world scenes")
+    w.add_argument("--n", type=int, default=16)
+    w.add_argument("--seed", type=int, default=0)
+    w.add_argument("--size", type=int, default=64)
+    w.add_argument("--cols", type=int, default=4)
+    w.add_argument("--out", default="world.png")
+    w.set_defaults(func=_cmd_world)
+    try:
+        from .train.cli import add_train_parser
+    except ImportError:  # the training stack is optional for looking at the world
+        add_train_parser = None
+    if add_train_parser is not None:
+        add_train_parser(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except ProbeInputError as err:
+        print(f"unclip-probe {args.command}: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

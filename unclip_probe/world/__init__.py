@@ -1,0 +1,16 @@
+"""The shape world: scenes, renderer, captions, prompt parser, oracle, datasets (DESIGN.md §4)."""
+from .spec import (
+    BACKGROUNDS, COLORS, NOTE_WORDS, OBJECT_SIZES, POSITIONS, RELATIONS, SHAPES, SIZES, Note, Obj, Scene, WorldConfig,
+)
+from .scenes import relations, sample_scene, sample_scenes
+from .render import draw_note, render, render_array
+from .captions import caption, vocabulary
+from .parse import ObjSpec, SceneSpec, parse_caption
+from .oracle import detect
+from .dataset import WorldDataset
+
+__all__ = [
+    "BACKGROUNDS", "COLORS", "NOTE_WORDS", "OBJECT_SIZES", "POSITIONS", "RELATIONS", "SHAPES", "SIZES",
+    "Note", "Obj", "Scene", "WorldConfig", "relations", "sample_scene", "sample_scenes", "draw_note", "render",
+    "render_array", "caption", "vocabulary", "ObjSpec", "SceneSpec", "parse_caption", "detect", "WorldDataset",
+]
