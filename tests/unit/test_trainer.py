@@ -208,3 +208,20 @@ def test_ddp_two_gloo_ranks_agree(tmp_path: Path) -> None:
     info = json.loads((tmp_path / "run" / "toy.train.json").read_text())
     assert info["world_size"] == 2 and info["step"] == 6
     assert {"loss.0", "loss.1"} <= set(_state(tmp_path / "run", "rng."))
+
+
+def test_ema_keeps_infinite_buffers_such_as_causal_masks_intact():
+    """open_clip's text tower keeps its causal mask (-inf above the diagonal) as a float buffer;
+    averaging it would turn it into NaN and the EMA text tower would output NaN."""
+    import torch
+    from torch import nn
+    from unclip_probe.train.ema import EMA
+
+    m = nn.Linear(2, 2)
+    m.register_buffer("mask", torch.full((2, 2), float("-inf")).triu(1), persistent=False)
+    ema = EMA(m)
+    with torch.no_grad():
+        m.weight.add_(1.0)
+    ema.update(m, 0.9)
+    assert torch.equal(ema.model.mask, m.mask)
+    assert torch.allclose(ema.model.weight, 0.9 * (m.weight - 1.0) + 0.1 * m.weight)

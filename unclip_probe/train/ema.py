@@ -28,9 +28,17 @@ class EMA:
         """Move the EMA toward ``model``; ``decay=0`` copies the weights (used before ``ema_start``)."""
         src = dict(model.named_parameters())
         src.update(model.named_buffers())
-        for name, t in list(self.model.named_parameters()) + list(self.model.named_buffers()):
+        for name, t in self.model.named_parameters():
             s = src[name].detach()
-            if t.is_floating_point() and decay > 0.0:
+            if decay > 0.0:
+                t.lerp_(s.to(t.dtype), 1.0 - decay)
+            else:
+                t.copy_(s)
+        for name, t in self.model.named_buffers():
+            s = src[name].detach()
+            # Buffers are averaged only when finite: a causal mask holds -inf, and
+            # lerp(-inf, -inf) is NaN (open_clip's text tower keeps its mask as a buffer).
+            if decay > 0.0 and t.is_floating_point() and bool(torch.isfinite(s).all()):
                 t.lerp_(s.to(t.dtype), 1.0 - decay)
             else:
                 t.copy_(s)

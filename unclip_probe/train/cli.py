@@ -1,0 +1,62 @@
+"""`unclip-probe train <stage>`: one command per stage, all on the shared trainer (DESIGN.md §5)."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def _clip_recipe(args):
+    from .recipes.clip import ClipRecipe
+
+    from ..world.spec import WorldConfig
+
+    return ClipRecipe(batch_size=args.batch_size, data_seed=args.data_seed, workers=args.workers,
+                      world=WorldConfig(note_prob=args.note_prob), init_from=args.init_from)
+
+
+STAGES = {"clip": (_clip_recipe, {"steps": 6000, "batch_size": 256, "lr": 1e-3, "warmup_steps": 300, "weight_decay": 0.1})}
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from ..errors import bad_input
+    from .trainer import TrainConfig, train
+
+    if args.stage not in STAGES:
+        raise bad_input("stage", f"expected one of {sorted(STAGES)}, got {args.stage!r}")
+    make, defaults = STAGES[args.stage]
+    for k, v in defaults.items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    recipe = make(args)
+    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
+                      weight_decay=args.weight_decay, checkpoint_every=args.checkpoint_every, seed=args.seed,
+                      ema_decay=args.ema_decay)
+    try:
+        summary = train(recipe, cfg, Path(args.out), budget_minutes=args.budget_minutes, device=args.device,
+                        progress=not args.quiet)
+    finally:
+        getattr(getattr(recipe, "renderer", None), "close", lambda: None)()
+    print(json.dumps(summary.__dict__, indent=2, default=str))
+
+
+def add_train_parser(sub) -> None:
+    t = sub.add_parser("train", help="train one stage of the world stack (resumes from --out)")
+    t.add_argument("stage", help=f"one of: {', '.join(STAGES)}")
+    t.add_argument("--out", default="checkpoints/world")
+    t.add_argument("--budget-minutes", type=float, default=None)
+    t.add_argument("--steps", type=int, default=None)
+    t.add_argument("--batch-size", type=int, default=None)
+    t.add_argument("--lr", type=float, default=None)
+    t.add_argument("--warmup-steps", type=int, default=None)
+    t.add_argument("--weight-decay", type=float, default=None)
+    t.add_argument("--ema-decay", type=float, default=0.999)
+    t.add_argument("--checkpoint-every", type=int, default=200)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--data-seed", type=int, default=0)
+    t.add_argument("--workers", type=int, default=None, help="rendering processes (default: all cores, at most 16)")
+    t.add_argument("--device", default="auto")
+    t.add_argument("--note-prob", type=float, default=0.25, help="share of training scenes with a note")
+    t.add_argument("--init-from", default=None, help="weights (.safetensors) to start from instead of random")
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=_cmd_train)

@@ -1,0 +1,1 @@
+"""Per-stage training recipes for the shared trainer (DESIGN.md §5)."""

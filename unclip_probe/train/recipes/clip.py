@@ -1,0 +1,92 @@
+"""Recipe: the world CLIP, trained contrastively on rendered scenes and their captions.
+
+Paper mapping (DESIGN.md §1): the paper's CLIP ViT-H/16 at 256 px becomes an
+open_clip ViT at 64 px with patch 8 and a small text tower over the world's
+word vocabulary. The loss is CLIP's symmetric cross-entropy over the batch
+(Radford et al. 2021), with the learned temperature.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ...clip import ClipConfig, build_clip_model
+from ...tokenizer import WorldTokenizer
+from ...world.captions import vocabulary
+from ...world.spec import WorldConfig
+from ..data import BatchRenderer
+from ..trainer import rank_slice
+
+CONTEXT = 48  # the longest caption is 40 tokens with sot/eot
+
+
+def world_clip_config(width: int = 192, layers: int = 6, text_width: int = 128, text_layers: int = 4,
+                      embed_dim: int = 128) -> ClipConfig:
+    """The shipped world-CLIP architecture: ViT 64 px / patch 8, word-level text tower."""
+    words = tuple(vocabulary())
+    vocab = WorldTokenizer(words, CONTEXT).vocab_size
+    oc = {
+        "embed_dim": embed_dim,
+        "vision_cfg": {"image_size": 64, "layers": layers, "width": width, "patch_size": 8, "head_width": 32, "mlp_ratio": 4.0},
+        "text_cfg": {"context_length": CONTEXT, "vocab_size": vocab, "width": text_width, "heads": 4, "layers": text_layers},
+    }
+    return ClipConfig("world-clip", oc, words, CONTEXT, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+
+
+@dataclass
+class ClipRecipe:
+    """Trainer recipe; `batch_size` is the global batch, split over DDP ranks."""
+
+    batch_size: int = 256
+    data_seed: int = 0
+    config: ClipConfig | None = None
+    world: WorldConfig = WorldConfig()
+    workers: int | None = None
+    init_from: str | None = None  # start from these weights (a continued training; see the model card)
+    name: str = "clip"
+
+    def __post_init__(self):
+        self.config = self.config or world_clip_config()
+        self.tokenizer = self.config.tokenizer()
+        self.renderer = BatchRenderer(self.data_seed, self.batch_size, (64,), self.world, "train", self.workers)
+        self._mean = torch.tensor(self.config.image_mean).view(1, 3, 1, 1)
+        self._std = torch.tensor(self.config.image_std).view(1, 3, 1, 1)
+
+    def build_model(self):
+        model = build_clip_model(self.config)
+        if self.init_from:
+            from ...checkpoints import load_state_into, load_weights
+
+            load_state_into(model, load_weights(self.init_from), source=self.init_from)
+        return model
+
+    def model_config(self) -> ClipConfig:
+        return self.config
+
+    def batch(self, step: int, rank: int, world_size: int, device):
+        sl = rank_slice(self.batch_size, rank, world_size)
+        imgs, caps, _ = self.renderer.get(step, sl.start, sl.stop)
+        x = (torch.from_numpy(imgs[64]).float() / 255.0 - self._mean) / self._std  # (B, 3, 64, 64)
+        return x.to(device), self.tokenizer(caps).to(device)
+
+    def loss(self, model, batch, generator):
+        images, tokens = batch
+        img, txt, scale = model(images, tokens)[:3]  # normalised features (B, D), logit scale
+        scale = scale.clamp(max=100.0)  # as open_clip training does: keeps the softmax from saturating
+        logits = scale * img @ txt.T  # (B, B)
+        # Identical captions in one batch are true positives too: spread the target over them.
+        same = (tokens[:, None, :] == tokens[None, :, :]).all(-1).float()
+        target = same / same.sum(1, keepdim=True)
+        loss = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+        acc = (logits.argmax(1) == torch.arange(len(logits), device=logits.device)).float().mean()
+        return loss, {"acc": acc.item(), "scale": scale.item()}
+
+    def evaluate(self, model) -> dict:
+        from ...clip import ClipModel
+        from ...clip_eval import evaluate_clip
+
+        clip = ClipModel(model, self.tokenizer, image_mean=self.config.image_mean, image_std=self.config.image_std,
+                         device=next(model.parameters()).device, source="training EMA")
+        return evaluate_clip(clip, n=500)
