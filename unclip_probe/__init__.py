@@ -4,6 +4,8 @@ Layers, each importing only those before it:
 world <- clip <- models / diffusion <- pipeline <- probes <- widgets / cli
 """
 from . import world
+from .clip import ClipModel, load_clip
+from .errors import ProbeInputError
 
 __version__ = "0.1.0"
-__all__ = ["world"]
+__all__ = ["world", "load_clip", "ClipModel", "ProbeInputError"]

@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from unclip_probe import checkpoints as ckpt
 from unclip_probe import clip_hooks
+from unclip_probe.device import resolve_device  # noqa: F401  (re-exported)
 from unclip_probe.errors import ProbeInputError, bad_input
 from unclip_probe.tokenizer import WorldTokenizer
 
@@ -138,22 +139,6 @@ def save_clip(model: nn.Module, cfg: ClipConfig, folder: str | os.PathLike) -> s
 
 
 # ----------------------------------------------------------------------------- loading
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` -> cuda when available else cpu; a CUDA request without CUDA is an error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise bad_input("device", f"expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise bad_input("device", f"{device!r} was requested but this machine has no CUDA device; "
-                                  "use device='cpu' or 'auto'")
-    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
-        raise bad_input("device", f"{device!r} does not exist; this machine has {torch.cuda.device_count()} GPU(s)")
-    return dev
-
-
 def _read_state(path: Path) -> dict[str, Tensor]:
     """A state_dict from .safetensors, or .pt/.pth/.bin via torch.load(weights_only=True) (never pickle code)."""
     if not path.is_file():

@@ -31,8 +31,8 @@ def _images(clip, images) -> torch.Tensor:
     return torch.cat([clip.encode_image(images[i:i + 256]) for i in range(0, len(images), 256)])
 
 
-def single_object_scenes(n: int, seed: int = EVAL_SEED, note_prob: float = 0.0) -> list[Scene]:
-    return sample_scenes(n, seed=seed, config=WorldConfig(max_objects=1, note_prob=note_prob))
+def single_object_scenes(n: int, seed: int = EVAL_SEED, note_prob: float = 0.0, split: str = "all") -> list[Scene]:
+    return sample_scenes(n, seed=seed, config=WorldConfig(max_objects=1, note_prob=note_prob), split=split)
 
 
 def _phrase(color: str, shape: str) -> str:
@@ -52,9 +52,9 @@ def note_labels(words=NOTE_WORDS) -> dict[str, list[str]]:
 
 
 @torch.no_grad()
-def zero_shot_accuracy(clip, n: int = 2000, seed: int = EVAL_SEED) -> dict[str, float]:
-    """Shape and colour of single-object scenes without notes."""
-    scenes = single_object_scenes(n, seed)
+def zero_shot_accuracy(clip, n: int = 2000, seed: int = EVAL_SEED, split: str = "all") -> dict[str, float]:
+    """Shape and colour of single-object scenes without notes (split="heldout": only held-out pairs)."""
+    scenes = single_object_scenes(n, seed, split=split)
     zi = _images(clip, [render(s) for s in scenes])
     out = {}
     for attr, labels in (("shape", shape_labels()), ("color", color_labels())):
@@ -131,8 +131,23 @@ def typographic_capture(clip, n: int = 500, seed: int = EVAL_SEED + 4) -> dict[s
 def evaluate_clip(clip, n: int = 2000) -> dict[str, float]:
     """All model-card figures for a world CLIP (n scales the sample sizes)."""
     out = zero_shot_accuracy(clip, n)
+    out.update({f"{k}_heldout_pairs": v for k, v in zero_shot_accuracy(clip, max(200, n // 4), split="heldout").items()})
     out["note_reading"] = note_reading_accuracy(clip, max(200, n // 2))
     out["retrieval_r1_1000"] = retrieval_r1(clip, 1000)
     out["aro_two_way"] = aro_accuracy(clip, max(200, n // 4))
     out.update(typographic_capture(clip, max(200, n // 4)))
     return {k: round(v, 4) for k, v in out.items()}
+
+
+if __name__ == "__main__":  # python -m unclip_probe.clip_eval checkpoints/world --n 2000
+    import argparse
+    import json
+
+    from .clip import load_clip
+
+    p = argparse.ArgumentParser(description="Model-card figures of a world CLIP.")
+    p.add_argument("folder")
+    p.add_argument("--n", type=int, default=2000)
+    args = p.parse_args()
+    clip = load_clip(args.folder)
+    print(json.dumps({"checksum": clip.checksum, **evaluate_clip(clip, args.n)}, indent=2))

@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from unclip_probe.device import resolve_device  # noqa: F401  (re-exported)
 from unclip_probe.errors import bad_input
 
 
@@ -103,26 +104,6 @@ def check_ranks_agree(env: DistEnv, model: nn.Module, device: torch.device) -> N
 def barrier(env: DistEnv) -> None:
     if env.enabled:
         dist.barrier()
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """'auto' -> cuda if available else cpu; a CUDA request without CUDA is an error, not a fallback."""
-    text = str(device)
-    if text == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(text)
-    except (RuntimeError, ValueError):
-        dev = None
-    if dev is None or dev.type not in ("cpu", "cuda"):
-        raise bad_input("device", f"got {text!r}, expected 'auto', 'cpu', 'cuda' or 'cuda:<index>'.")
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise bad_input("device", f"CUDA was requested ({text!r}) but torch.cuda.is_available() is False; "
-                                      "use device='cpu' or 'auto'.")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise bad_input("device", f"{text!r} does not exist; this machine has {torch.cuda.device_count()} GPU(s).")
-    return dev
 
 
 def machine_description(device: torch.device) -> str:
