@@ -15,7 +15,19 @@ def _clip_recipe(args):
                       world=WorldConfig(note_prob=args.note_prob), init_from=args.init_from)
 
 
-STAGES = {"clip": (_clip_recipe, {"steps": 6000, "batch_size": 256, "lr": 1e-3, "warmup_steps": 300, "weight_decay": 0.1})}
+def _decoder_recipe(args, text_only: bool = False):
+    from .recipes.decoder import DecoderRecipe
+
+    return DecoderRecipe(clip_dir=args.clip, batch_size=args.batch_size, data_seed=args.data_seed,
+                         text_only=text_only, workers=args.workers)
+
+
+STAGES = {
+    "clip": (_clip_recipe, {"steps": 6000, "batch_size": 256, "lr": 1e-3, "warmup_steps": 300, "weight_decay": 0.1}),
+    "decoder": (_decoder_recipe, {"steps": 20000, "batch_size": 32, "lr": 5e-4, "warmup_steps": 200, "weight_decay": 0.0}),
+    "decoder-text": (lambda a: _decoder_recipe(a, text_only=True),
+                     {"steps": 20000, "batch_size": 32, "lr": 5e-4, "warmup_steps": 200, "weight_decay": 0.0}),
+}
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
@@ -56,6 +68,7 @@ def add_train_parser(sub) -> None:
     t.add_argument("--data-seed", type=int, default=0)
     t.add_argument("--workers", type=int, default=None, help="rendering processes (default: all cores, at most 16)")
     t.add_argument("--device", default="auto")
+    t.add_argument("--clip", default="checkpoints/world", help="world CLIP folder the later stages condition on")
     t.add_argument("--note-prob", type=float, default=0.25, help="share of training scenes with a note")
     t.add_argument("--init-from", default=None, help="weights (.safetensors) to start from instead of random")
     t.add_argument("--quiet", action="store_true")

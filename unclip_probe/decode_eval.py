@@ -1,0 +1,96 @@
+"""Oracle-read quality of the decoder: reconstructions from true CLIP image embeddings (issue 4).
+
+    python -m unclip_probe.decode_eval checkpoints/world --n 500
+
+Scenes come from a fresh seed. Each is rendered at 64 px, embedded by the world
+CLIP, decoded at 32 px from one fixed noise per scene, and read by the oracle.
+Single objects: shape and colour both right; grid column (left / middle / right)
+and exact cell. Two objects: both objects' shape and colour right.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .clip_eval import EVAL_SEED
+from .decode import decode_images, to_unit
+from .world import WorldConfig, detect, render, sample_scenes
+from .world.parse import SceneSpec
+from .world.spec import cell_of
+
+
+def _decode_scenes(unet, cfg, clip, scenes, *, steps, guidance, with_caption, seed, batch=50):
+    from .world import caption
+
+    out = []
+    for i in range(0, len(scenes), batch):
+        chunk = scenes[i:i + batch]
+        z = clip.encode_image([render(s) for s in chunk]) if cfg.unet.clip_dim else None
+        text, mask = clip.encode_text_tokens([caption(s, seed=k) for k, s in enumerate(chunk)])
+        if not with_caption:
+            mask = torch.zeros_like(mask)
+        g = torch.Generator().manual_seed(seed + i)
+        x_T = torch.randn(len(chunk), 3, cfg.unet.image_size, cfg.unet.image_size, generator=g)
+        x = decode_images(unet, cfg, z, text, mask, x_T=x_T, steps=steps, guidance=guidance)
+        out.extend(to_unit(x).cpu())
+    return out
+
+
+def _object_ok(want, got) -> bool:
+    return want.shape == got.shape and want.color == got.color
+
+
+@torch.no_grad()
+def reconstruction_accuracy(unet, cfg, clip, n: int = 500, steps: int = 25, guidance: float = 3.0,
+                            with_caption: bool = False, seed: int = EVAL_SEED + 10) -> dict[str, float]:
+    unet.eval()
+    singles = sample_scenes(n, seed=seed, config=WorldConfig(max_objects=1, note_prob=0.0))
+    pairs = sample_scenes(n, seed=seed + 1, config=WorldConfig(min_objects=2, max_objects=2, note_prob=0.0))
+    res = {}
+    reads = [detect(img) for img in _decode_scenes(unet, cfg, clip, singles, steps=steps, guidance=guidance,
+                                                     with_caption=with_caption, seed=seed)]
+    sc, col, cell, count = [], [], [], []
+    for s, d in zip(singles, reads):
+        want = s.objects[0]
+        count.append(len(d.objects) == 1)
+        same = [o for o in d.objects if _object_ok(want, o)]
+        sc.append(bool(same))
+        col.append(any(cell_of(o.position)[1] == cell_of(want.position)[1] for o in same))
+        cell.append(any(o.position == want.position for o in same))
+    res.update(single_shape_color=np.mean(sc), single_column=np.mean(col), single_cell=np.mean(cell),
+               single_count=np.mean(count))
+    reads = [detect(img) for img in _decode_scenes(unet, cfg, clip, pairs, steps=steps, guidance=guidance,
+                                                     with_caption=with_caption, seed=seed + 1)]
+    both, exact = [], []
+    for s, d in zip(pairs, reads):
+        both.append(all(any(_object_ok(w, o) for o in d.objects) for w in s.objects) and len(d.objects) == 2)
+        exact.append(SceneSpec.from_scene(s).score(d)["objects"])
+    res.update(pair_both_objects=np.mean(both), pair_exact=np.mean(exact))
+    return {k: round(float(v), 4) for k, v in res.items()}
+
+
+if __name__ == "__main__":
+    import argparse
+    import json
+
+    from .checkpoints import load_config, load_state_into, load_weights
+    from .clip import load_clip
+    from .models.configs import DecoderConfig
+    from .models.unet import UNet
+
+    p = argparse.ArgumentParser()
+    p.add_argument("folder")
+    p.add_argument("--name", default="decoder")
+    p.add_argument("--n", type=int, default=500)
+    p.add_argument("--steps", type=int, default=25)
+    p.add_argument("--guidance", type=float, nargs="+", default=[1.0, 3.0])
+    p.add_argument("--with-caption", action="store_true")
+    args = p.parse_args()
+    cfg = load_config(DecoderConfig, f"{args.folder}/{args.name}.json")
+    unet = UNet(cfg.unet)
+    load_state_into(unet, load_weights(f"{args.folder}/{args.name}.safetensors"), source=f"{args.name}.safetensors")
+    clip = load_clip(args.folder)
+    out = {"n": args.n, "steps": args.steps, "with_caption": args.with_caption}
+    for gs in args.guidance:
+        out[f"guidance_{gs:g}"] = reconstruction_accuracy(unet, cfg, clip, args.n, args.steps, gs, args.with_caption)
+    print(json.dumps(out, indent=2))

@@ -1,0 +1,50 @@
+"""Frozen configs of the diffusion stages, saved as JSON beside their weights (DESIGN.md §5, §8).
+
+A stage config holds its network's config and the diffusion process it was
+trained with (schedule, prediction type), plus the checksum of the CLIP it
+was trained against, so loading can refuse a stack that does not belong together.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .unet import UNetConfig
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """The forward process a stage was trained with; a committed schedule is never changed."""
+
+    schedule: str = "cosine"
+    T: int = 1000
+    zero_terminal_snr: bool = True  # the last step is pure noise (Lin et al. 2023)
+    prediction: str = "v"  # v pairs with zero terminal SNR; eps cannot give x0 there
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """The 32 px decoder (paper §2.1). clip_dim = 0 makes the text-only GLIDE analogue."""
+
+    unet: UNetConfig = field(default_factory=lambda: UNetConfig(
+        image_size=32, channels=32, channel_mult=(1, 2, 3), num_res_blocks=1, attention_resolutions=(8, 16),
+        clip_dim=128, text_dim=128))
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    clip_checksum: str = ""  # of the world CLIP whose embeddings and text tokens it reads
+    clip_dropout: float = 0.1  # paper §2.1: CLIP embedding zeroed 10 % of the time
+    text_dropout: float = 0.5  # paper §2.1: caption dropped 50 % of the time
+
+
+@dataclass(frozen=True)
+class UpsamplerConfig:
+    """A conv-only upsampler low_res -> high_res (paper §2.1), trained on crops of high_res."""
+
+    unet: UNetConfig = field(default_factory=lambda: UNetConfig(
+        image_size=64, in_channels=6, channels=32, channel_mult=(1, 2, 2), num_res_blocks=1,
+        attention_resolutions=()))
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    low_res: int = 32
+    high_res: int = 64
+    crop: int = 32  # training crops of the high-res image (paper: 1/4-size crops); conv-only nets run at any size
+    blur_sigma: float = 0.6  # Gaussian-blur corruption of the low-res conditioning (paper §2.1)
+    blur_prob: float = 0.5
+    noise_level: float = 0.05  # Gaussian noise added to the conditioning, for robustness to decoder output
