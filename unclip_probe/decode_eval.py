@@ -69,14 +69,31 @@ def reconstruction_accuracy(unet, cfg, clip, n: int = 500, steps: int = 25, guid
     return {k: round(float(v), 4) for k, v in res.items()}
 
 
+@torch.no_grad()
+def inversion_psnr(unet, cfg, clip, n: int = 100, steps: int = 50, seed: int = EVAL_SEED + 30) -> dict:
+    """DDIM inversion round trip on 32 px world renders: invert under the image's own CLIP
+    embedding (no caption), sample back with eta = 0 and the same steps; PSNR in dB."""
+    from .decode import invert_images
+    from .upsample_eval import psnr
+
+    scenes = sample_scenes(n, seed=seed)
+    x0 = torch.stack([torch.from_numpy(np.array(render(s, 32))).permute(2, 0, 1) for s in scenes]).float() / 127.5 - 1
+    z = clip.encode_image([render(s) for s in scenes]) if cfg.unet.clip_dim else None
+    empty_t = torch.zeros(n, 1, cfg.unet.text_dim)
+    empty_m = torch.zeros(n, 1, dtype=torch.bool)
+    x_T = invert_images(unet, cfg, x0, z, empty_t, empty_m, steps=steps)
+    back = decode_images(unet, cfg, z, empty_t, empty_m, x_T=x_T, steps=steps, guidance=1.0)
+    vals = [psnr(to_unit(a).numpy(), to_unit(b).numpy()) for a, b in zip(back, x0)]
+    return {"inversion_psnr_db": round(float(np.mean(vals)), 2), "inversion_psnr_min_db": round(float(np.min(vals)), 2),
+            "n": n, "steps": steps}
+
+
 if __name__ == "__main__":
     import argparse
     import json
 
-    from .checkpoints import load_config, load_state_into, load_weights
     from .clip import load_clip
-    from .models.configs import DecoderConfig
-    from .models.unet import UNet
+    from .stages import load_decoder
 
     p = argparse.ArgumentParser()
     p.add_argument("folder")
@@ -85,12 +102,13 @@ if __name__ == "__main__":
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--guidance", type=float, nargs="+", default=[1.0, 3.0])
     p.add_argument("--with-caption", action="store_true")
+    p.add_argument("--inversion", action="store_true", help="also measure the DDIM inversion round trip")
     args = p.parse_args()
-    cfg = load_config(DecoderConfig, f"{args.folder}/{args.name}.json")
-    unet = UNet(cfg.unet)
-    load_state_into(unet, load_weights(f"{args.folder}/{args.name}.safetensors"), source=f"{args.name}.safetensors")
+    unet, cfg = load_decoder(args.folder, args.name)
     clip = load_clip(args.folder)
     out = {"n": args.n, "steps": args.steps, "with_caption": args.with_caption}
     for gs in args.guidance:
         out[f"guidance_{gs:g}"] = reconstruction_accuracy(unet, cfg, clip, args.n, args.steps, gs, args.with_caption)
+    if args.inversion:
+        out["inversion"] = inversion_psnr(unet, cfg, clip)
     print(json.dumps(out, indent=2))

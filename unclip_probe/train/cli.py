@@ -22,11 +22,18 @@ def _decoder_recipe(args, text_only: bool = False):
                          text_only=text_only, workers=args.workers)
 
 
+def _upsampler_recipe(args):
+    from .recipes.upsampler import UpsamplerRecipe
+
+    return UpsamplerRecipe(batch_size=args.batch_size, data_seed=args.data_seed, workers=args.workers)
+
+
 STAGES = {
     "clip": (_clip_recipe, {"steps": 6000, "batch_size": 256, "lr": 1e-3, "warmup_steps": 300, "weight_decay": 0.1}),
     "decoder": (_decoder_recipe, {"steps": 20000, "batch_size": 32, "lr": 5e-4, "warmup_steps": 200, "weight_decay": 0.0}),
     "decoder-text": (lambda a: _decoder_recipe(a, text_only=True),
                      {"steps": 20000, "batch_size": 32, "lr": 5e-4, "warmup_steps": 200, "weight_decay": 0.0}),
+    "upsampler": (_upsampler_recipe, {"steps": 3000, "batch_size": 32, "lr": 5e-4, "warmup_steps": 100, "weight_decay": 0.0}),
 }
 
 

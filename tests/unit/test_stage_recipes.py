@@ -1,0 +1,74 @@
+"""Decoder and upsampler recipes on the shared trainer, and loading stages with the CLIP check."""
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from unclip_probe.errors import ProbeInputError
+from unclip_probe.stages import load_decoder, load_upsampler
+from unclip_probe.train.recipes.decoder import DecoderRecipe
+from unclip_probe.train.recipes.upsampler import UpsamplerRecipe, blur3
+from unclip_probe.train.trainer import TrainConfig, train
+
+pytestmark = pytest.mark.unit
+WORLD = Path(__file__).resolve().parents[2] / "checkpoints" / "world"
+
+
+@pytest.fixture(scope="module")
+def decoder_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("decoder")
+    recipe = DecoderRecipe(clip_dir=str(WORLD), batch_size=4, workers=1)
+    summary = train(recipe, TrainConfig(steps=10, batch_size=4, warmup_steps=1), out, progress=False, stop_after=2)
+    return out, recipe, summary
+
+
+def test_decoder_trains_and_records_its_clip(decoder_run):
+    out, recipe, summary = decoder_run
+    assert summary.steps_done == 2 and math.isfinite(summary.final_loss)
+    cfg = json.loads((out / "decoder.json").read_text())
+    assert cfg["clip_checksum"] == recipe.clip.checksum
+    assert cfg["clip_dropout"] == 0.1 and cfg["text_dropout"] == 0.5
+    (out / "clip.safetensors").symlink_to(WORLD / "clip.safetensors")
+    net, loaded = load_decoder(out)
+    assert loaded.unet.clip_dim == 128 and not net.training
+
+
+def test_a_stage_trained_against_another_clip_is_refused(decoder_run, tmp_path):
+    out, _, _ = decoder_run
+    for f in ("decoder.json", "decoder.safetensors"):
+        (tmp_path / f).write_bytes((out / f).read_bytes())
+    with pytest.raises(ProbeInputError, match="checksum"):
+        load_decoder(tmp_path, clip_checksum="0000000000000000")
+
+
+def test_decoder_batches_carry_clip_conditioning():
+    recipe = DecoderRecipe(clip_dir=str(WORLD), batch_size=4, workers=1)
+    x0, z, text, mask = recipe.batch(0, 0, 1, "cpu")
+    assert x0.shape == (4, 3, 32, 32) and x0.min() >= -1 and x0.max() <= 1
+    assert z.shape == (4, 128) and torch.allclose(z.norm(dim=-1), torch.ones(4), atol=1e-5)
+    assert text.shape[0] == 4 and mask.any(1).all()
+
+
+def test_text_only_decoder_has_no_image_embedding_input():
+    recipe = DecoderRecipe(clip_dir=str(WORLD), batch_size=2, workers=1, text_only=True)
+    assert recipe.name == "decoder_text" and recipe.config.unet.clip_dim == 0
+    assert not any("clip_to" in n for n, _ in recipe.build_model().named_parameters())
+
+
+def test_upsampler_trains_on_crops(tmp_path):
+    recipe = UpsamplerRecipe(batch_size=4, workers=1)
+    summary = train(recipe, TrainConfig(steps=10, batch_size=4, warmup_steps=1), tmp_path, progress=False, stop_after=2)
+    assert math.isfinite(summary.final_loss)
+    net, cfg = load_upsampler(tmp_path)
+    assert cfg.crop == 32 and cfg.unet.attention_resolutions == ()
+
+
+def test_blur_keeps_flat_images_and_softens_edges():
+    flat = torch.full((1, 3, 8, 8), 0.3)
+    assert torch.allclose(blur3(flat, 0.6), flat, atol=1e-6)
+    edge = torch.zeros(1, 1, 8, 8)
+    edge[..., 4:] = 1
+    b = blur3(edge, 0.6)
+    assert 0 < b[0, 0, 0, 3] < 0.5 < b[0, 0, 0, 4] < 1
