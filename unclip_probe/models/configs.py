@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .prior import PriorNetConfig
 from .unet import UNetConfig
 
 
@@ -48,3 +49,13 @@ class UpsamplerConfig:
     blur_sigma: float = 0.6  # Gaussian-blur corruption of the low-res conditioning (paper §2.1)
     blur_prob: float = 0.5
     noise_level: float = 0.05  # Gaussian noise added to the conditioning, for robustness to decoder output
+
+
+@dataclass(frozen=True)
+class PriorConfig:
+    """The diffusion prior (paper §2.2): x0 prediction of the CLIP image embedding, text dropped 10 %."""
+
+    net: PriorNetConfig = field(default_factory=PriorNetConfig)
+    diffusion: DiffusionConfig = field(default_factory=lambda: DiffusionConfig(zero_terminal_snr=False, prediction="x0"))
+    clip_checksum: str = ""
+    text_dropout: float = 0.1

@@ -1,0 +1,54 @@
+"""The diffusion prior network and its sampler (paper §2.2), tiny and random."""
+import pytest
+import torch
+
+from unclip_probe.errors import ProbeInputError
+from unclip_probe.models.configs import PriorConfig
+from unclip_probe.models.prior import PriorNetConfig, PriorTransformer
+from unclip_probe.prior_sampling import sample_diffusion_prior
+
+pytestmark = pytest.mark.unit
+NET = PriorNetConfig(embed_dim=16, text_dim=12, max_text_len=10, width=32, layers=2, heads=2)
+
+
+def _net():
+    torch.manual_seed(0)
+    return PriorTransformer(NET).eval()
+
+
+def test_reads_only_real_text_tokens_and_survives_a_dropped_caption():
+    net = _net()
+    z, t, zt = torch.randn(2, 16), torch.tensor([5, 900]), torch.randn(2, 16)
+    text, mask = torch.randn(2, 6, 12), torch.tensor([[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 1]], dtype=torch.bool)
+    out = net(z, t, zt, text, mask)
+    assert out.shape == (2, 16)
+    text2 = text.clone()
+    text2[0, 3:] = torch.randn(3, 12)  # padding positions of caption 0
+    assert torch.allclose(net(z, t, zt, text2, mask)[0], out[0], atol=1e-5)
+    dropped = net(z, t, torch.zeros_like(zt), text, torch.zeros_like(mask))
+    assert dropped.isfinite().all()
+
+
+def test_sampler_returns_unit_embeddings_and_keeps_the_best_candidate():
+    net = _net()
+    cfg = PriorConfig(net=NET)
+    zt = torch.nn.functional.normalize(torch.randn(3, 16), dim=-1)
+    text, mask = torch.randn(3, 4, 12), torch.ones(3, 4, dtype=torch.bool)
+    a = sample_diffusion_prior(net, cfg, zt, text, mask, generator=torch.Generator().manual_seed(1), steps=5)
+    b = sample_diffusion_prior(net, cfg, zt, text, mask, generator=torch.Generator().manual_seed(1), steps=5)
+    assert torch.equal(a, b) and torch.allclose(a.norm(dim=-1), torch.ones(3), atol=1e-5)
+    one = sample_diffusion_prior(net, cfg, zt, text, mask, generator=torch.Generator().manual_seed(1), steps=5,
+                                 candidates=1)
+    many = sample_diffusion_prior(net, cfg, zt, text, mask, generator=torch.Generator().manual_seed(1), steps=5,
+                                  candidates=8)
+    assert ((many * zt).sum(-1) >= (one * zt).sum(-1) - 0.3).all()
+
+
+def test_wrong_widths_are_named():
+    net = _net()
+    with pytest.raises(ProbeInputError, match="z_noisy"):
+        net(torch.randn(2, 15), torch.tensor([1, 2]), torch.randn(2, 16), torch.randn(2, 3, 12),
+            torch.ones(2, 3, dtype=torch.bool))
+    with pytest.raises(ProbeInputError, match="text"):
+        net(torch.randn(2, 16), torch.tensor([1, 2]), torch.randn(2, 16), torch.randn(2, 11, 12),
+            torch.ones(2, 11, dtype=torch.bool))

@@ -1,0 +1,81 @@
+"""The diffusion prior (paper §2.2): text -> CLIP image embedding, as a causal transformer.
+
+"We use a decoder-only Transformer with a causal attention mask on a sequence
+consisting of, in order: the encoded text, the CLIP text embedding, an
+embedding for the diffusion timestep, the noised CLIP image embedding, and a
+final embedding whose output from the Transformer is used to predict the
+unnoised CLIP image embedding." The network predicts z_i directly (x0
+prediction, MSE); sampling lives in unclip_probe.diffusion.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import bad_input
+from .unet import timestep_embedding
+
+
+@dataclass(frozen=True)
+class PriorNetConfig:
+    embed_dim: int = 128  # CLIP joint embedding width (z_t, z_i)
+    text_dim: int = 128  # CLIP text-token feature width
+    max_text_len: int = 48
+    width: int = 256
+    layers: int = 4
+    heads: int = 4
+    dropout: float = 0.0
+
+
+class PriorTransformer(nn.Module):
+    """forward(z_noisy (B, D), t (B,), z_text (B, D), text (B, L, W), text_mask (B, L)) -> z_i (B, D).
+
+    z_* are in the prior's working scale (unit-norm CLIP embeddings times sqrt(D),
+    so each coordinate has about unit variance). A dropped caption is an all-False
+    text_mask plus a zero z_text (classifier-free guidance, paper §2.2).
+    """
+
+    def __init__(self, cfg: PriorNetConfig):
+        super().__init__()
+        self.cfg = cfg
+        w = cfg.width
+        self.text_proj = nn.Linear(cfg.text_dim, w)
+        self.ztext_proj = nn.Linear(cfg.embed_dim, w)
+        self.time_proj = nn.Sequential(nn.Linear(w, w), nn.SiLU(), nn.Linear(w, w))
+        self.zimg_proj = nn.Linear(cfg.embed_dim, w)
+        self.query = nn.Parameter(torch.randn(w) * 0.02)
+        self.pos = nn.Parameter(torch.randn(cfg.max_text_len + 4, w) * 0.01)
+        layer = nn.TransformerEncoderLayer(w, cfg.heads, 4 * w, cfg.dropout, activation="gelu", batch_first=True,
+                                           norm_first=True)
+        self.blocks = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(w)
+        self.out = nn.Linear(w, cfg.embed_dim)
+
+    def forward(self, z_noisy: Tensor, t: Tensor, z_text: Tensor, text: Tensor, text_mask: Tensor) -> Tensor:
+        B, D = z_noisy.shape
+        if D != self.cfg.embed_dim or z_text.shape != (B, D):
+            raise bad_input("z_noisy", f"expected (B, {self.cfg.embed_dim}) embeddings with matching z_text, "
+                                       f"got {tuple(z_noisy.shape)} and {tuple(z_text.shape)}")
+        L = text.shape[1]
+        if L > self.cfg.max_text_len or text.shape[0] != B:
+            raise bad_input("text", f"expected ({B}, <= {self.cfg.max_text_len}, {self.cfg.text_dim}) token features, "
+                                    f"got {tuple(text.shape)}")
+        seq = torch.cat([
+            self.text_proj(text),  # (B, L, w) encoded text
+            self.ztext_proj(z_text)[:, None],  # (B, 1, w) CLIP text embedding
+            self.time_proj(timestep_embedding(t, self.cfg.width))[:, None],  # (B, 1, w) timestep
+            self.zimg_proj(z_noisy)[:, None],  # (B, 1, w) noised image embedding
+            self.query.expand(B, 1, -1),  # (B, 1, w) final query token
+        ], dim=1) + self.pos[: L + 4]
+        T = L + 4
+        causal = torch.ones(T, T, dtype=torch.bool, device=seq.device).triu(1)  # True = blocked
+        pad = torch.cat([~text_mask.bool(), torch.zeros(B, 4, dtype=torch.bool, device=seq.device)], dim=1)  # (B, T)
+        blocked = causal[None] | pad[:, None, :]  # (B, T, T)
+        # Every position may see itself, so no row is fully masked (a dropped caption masks
+        # all text keys, and a softmax over nothing is NaN).
+        blocked &= ~torch.eye(T, dtype=torch.bool, device=seq.device)[None]
+        mask = blocked.repeat_interleave(self.cfg.heads, dim=0)  # (B * heads, T, T)
+        h = self.blocks(seq, mask=mask)  # (B, T, w)
+        return self.out(self.norm(h[:, -1]))  # (B, D): read at the query token
