@@ -36,3 +36,33 @@ def sample_diffusion_prior(prior, cfg: PriorConfig, z_text: Tensor, text: Tensor
     z = F.normalize(z, dim=-1).view(B, candidates, D)
     best = (z * z_text[:, None]).sum(-1).argmax(1)  # (B,): higher z_i . z_t wins
     return z[torch.arange(B, device=z.device), best]
+
+
+@torch.no_grad()
+def sample_ar_prior(prior, z_text: Tensor, text: Tensor, text_mask: Tensor, *, generator: torch.Generator,
+                    guidance: float = 2.0, temperature: float = 1.0, callback=None) -> Tensor:
+    """Unit-norm CLIP image embeddings (B, D) from the AR prior, one PCA code at a time.
+
+    The z_i . z_t token is drawn from the top half of its training distribution (paper §2.2:
+    "sampling with z_i . z_t from the top half ... yields higher quality"). Guidance mixes
+    conditional and caption-dropped logits, both from one batched forward per code.
+    """
+    cfg = prior.cfg
+    B = z_text.shape[0]
+    dev = z_text.device
+    dot = torch.randint(cfg.dot_buckets // 2, cfg.dot_buckets, (B,), generator=generator, device=generator.device).to(dev)
+    both = lambda a, b: torch.cat([a, b], dim=0)  # noqa: E731  [cond; uncond], (2B, ...)
+    z2 = both(z_text, torch.zeros_like(z_text))
+    t2, m2 = both(text, text), both(text_mask.bool(), torch.zeros_like(text_mask, dtype=torch.bool))
+    d2 = both(dot, dot)
+    codes = torch.zeros(B, 0, dtype=torch.long, device=dev)
+    for j in range(cfg.components):
+        inp = torch.cat([codes, torch.zeros(B, 1, dtype=torch.long, device=dev)], dim=1)  # (B, j + 1); last is unused
+        logits = prior(both(inp, inp), d2, z2, t2, m2)[:, j]  # (2B, K)
+        cond, uncond = logits[:B], logits[B:]
+        probs = torch.softmax((uncond + guidance * (cond - uncond)) / temperature, dim=-1)
+        nxt = torch.multinomial(probs.cpu() if generator.device.type == "cpu" else probs, 1, generator=generator)
+        codes = torch.cat([codes, nxt.to(dev)], dim=1)
+        if callback is not None:
+            callback({"i": j, "steps": cfg.components, "codes": codes})
+    return prior.decode(codes)

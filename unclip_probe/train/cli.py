@@ -34,12 +34,19 @@ def _prior_recipe(args):
     return PriorRecipe(clip_dir=args.clip, batch_size=args.batch_size, data_seed=args.data_seed, workers=args.workers)
 
 
+def _ar_prior_recipe(args):
+    from .recipes.ar_prior import ARPriorRecipe
+
+    return ARPriorRecipe(clip_dir=args.clip, batch_size=args.batch_size, data_seed=args.data_seed, workers=args.workers)
+
+
 STAGES = {
     "clip": (_clip_recipe, {"steps": 6000, "batch_size": 256, "lr": 1e-3, "warmup_steps": 300, "weight_decay": 0.1}),
     "decoder": (_decoder_recipe, {"steps": 20000, "batch_size": 32, "lr": 5e-4, "warmup_steps": 200, "weight_decay": 0.0}),
     "decoder-text": (lambda a: _decoder_recipe(a, text_only=True),
                      {"steps": 20000, "batch_size": 32, "lr": 5e-4, "warmup_steps": 200, "weight_decay": 0.0}),
     "prior": (_prior_recipe, {"steps": 4000, "batch_size": 64, "lr": 3e-4, "warmup_steps": 200, "weight_decay": 0.01}),
+    "ar-prior": (_ar_prior_recipe, {"steps": 4000, "batch_size": 64, "lr": 3e-4, "warmup_steps": 200, "weight_decay": 0.01}),
     "upsampler": (_upsampler_recipe, {"steps": 3000, "batch_size": 32, "lr": 5e-4, "warmup_steps": 100, "weight_decay": 0.0}),
 }
 

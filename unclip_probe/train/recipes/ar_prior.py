@@ -1,0 +1,78 @@
+"""Recipe: the autoregressive prior (paper §2.2) over PCA codes of world-CLIP image embeddings.
+
+Before training, PCA is fitted on the image embeddings of `fit_scenes` training
+scenes and the number of components is the smallest that keeps >= 99 % of the
+variance (the paper keeps 319 of 1,024); each is quantised into K buckets.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+
+from ...clip import load_clip
+from ...models.ar_prior import ARPrior, ARPriorConfig
+from ...world.spec import WorldConfig
+from ..data import BatchRenderer
+from ..trainer import rank_slice
+
+
+@dataclass
+class ARPriorRecipe:
+    clip_dir: str = "checkpoints/world"
+    batch_size: int = 64
+    data_seed: int = 4
+    fit_scenes: int = 8192
+    variance: float = 0.99
+    buckets: int = 256
+    workers: int | None = None
+    world: WorldConfig = WorldConfig()
+    name: str = "ar_prior"
+
+    def __post_init__(self):
+        self.clip = load_clip(self.clip_dir)
+        D = self.clip.embed_dim
+        fit = BatchRenderer(self.data_seed + 1000, self.fit_scenes, (64,), self.world, "train", 1)
+        imgs, caps, _ = fit.get(0, 0, self.fit_scenes)
+        with torch.no_grad():
+            z_i = torch.cat([self.clip.encode_image(torch.from_numpy(imgs[64][i:i + 512]).float() / 255.0)
+                             for i in range(0, self.fit_scenes, 512)])
+            z_t = torch.cat([self.clip.encode_text(caps[i:i + 512]) for i in range(0, self.fit_scenes, 512)])
+        S = torch.linalg.svdvals(z_i - z_i.mean(0)) ** 2
+        k = int((torch.cumsum(S, 0) / S.sum() < self.variance).sum()) + 1
+        W = int(self.clip.model.text_projection.shape[0])
+        cfg = ARPriorConfig(embed_dim=D, text_dim=W, max_text_len=self.clip.context_length, components=k,
+                            buckets=self.buckets, clip_checksum=self.clip.checksum or "")
+        self._fitted = ARPrior(cfg)
+        ev = self._fitted.fit_codebook(z_i, z_t)
+        self.config = replace(cfg, explained_variance=round(ev, 5))
+        self.renderer = BatchRenderer(self.data_seed, self.batch_size, (64,), self.world, "train", self.workers)
+
+    def build_model(self):
+        model = ARPrior(self.config)
+        model.load_state_dict(self._fitted.state_dict())  # same init seed path is not needed: copy everything
+        return model
+
+    def model_config(self) -> ARPriorConfig:
+        return self.config
+
+    @torch.no_grad()
+    def batch(self, step: int, rank: int, world_size: int, device):
+        sl = rank_slice(self.batch_size, rank, world_size)
+        imgs, caps, _ = self.renderer.get(step, sl.start, sl.stop)
+        z_i = self.clip.encode_image(torch.from_numpy(imgs[64]).float() / 255.0)
+        z_t = self.clip.encode_text(caps)
+        text, mask = self.clip.encode_text_tokens(caps)
+        L = int(mask.sum(1).max())
+        codes = self._fitted.encode(z_i)  # (B, k)
+        dot = self._fitted.dot_bucket((z_i * z_t).sum(-1))  # (B,)
+        return codes.to(device), dot.to(device), z_t.to(device), text[:, :L].to(device), mask[:, :L].to(device)
+
+    def loss(self, model, batch, generator):
+        codes, dot, z_t, text, mask = batch
+        g = generator
+        keep = (torch.rand(codes.shape[0], generator=g, device=g.device) >= self.config.text_dropout).to(codes.device)
+        logits = model(codes, dot, z_t * keep[:, None].to(z_t.dtype), text, mask & keep[:, None])  # (B, k, K)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), codes.reshape(-1))
+        return loss, {}
