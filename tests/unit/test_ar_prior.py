@@ -25,7 +25,10 @@ def test_codebook_round_trip_and_explained_variance():
     assert abs(ev - float(S[:6].sum() / S.sum())) < 1e-5
     codes = m.encode(z_i[:50])
     assert codes.shape == (50, 6) and codes.min() >= 0 and codes.max() < 64
-    assert (m.decode(codes) * z_i[:50]).sum(-1).mean() > 0.95
+    # quantising into 64 buckets loses little beyond what dropping components loses
+    proj = F.normalize(m.pca_mean + ((z_i[:50] - m.pca_mean) @ m.pca_components.T) @ m.pca_components, dim=-1)
+    best = (proj * z_i[:50]).sum(-1).mean()
+    assert (m.decode(codes) * z_i[:50]).sum(-1).mean() > best - 0.02
 
 
 def test_causal_prediction_ignores_later_codes():
