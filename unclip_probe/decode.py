@@ -80,8 +80,10 @@ def upsample_images(unet, cfg: UpsamplerConfig, low: Tensor, *, x_T: Tensor, ste
     """High-res x_0 in [-1, 1] (B, 3, H, H) from low-res images `low` in [-1, 1] (B, 3, h, h)."""
     cond = F.interpolate(low, size=x_T.shape[-2:], mode="bilinear", align_corners=False)  # (B, 3, H, H)
     denoiser = lambda x, t: unet(torch.cat([x, cond], dim=1), t)  # noqa: E731
-    return sample_ddim(denoiser, x_T, schedule_of(cfg.diffusion), steps, generator=generator, eta=eta,
-                       prediction=cfg.diffusion.prediction, clip_x0=1.0, callback=callback)
+    x = sample_ddim(denoiser, x_T, schedule_of(cfg.diffusion), steps, generator=generator, eta=eta,
+                    prediction=cfg.diffusion.prediction, clip_x0=None if cfg.residual else 1.0, callback=callback)
+    # A residual upsampler generated the detail that bilinear upsampling lacks.
+    return (cond + x).clamp(-1, 1) if cfg.residual else x
 
 
 def to_unit(x: Tensor) -> Tensor:

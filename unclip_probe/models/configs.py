@@ -49,6 +49,7 @@ class UpsamplerConfig:
     blur_sigma: float = 0.6  # Gaussian-blur corruption of the low-res conditioning (paper §2.1)
     blur_prob: float = 0.5
     noise_level: float = 0.05  # Gaussian noise added to the conditioning, for robustness to decoder output
+    residual: bool = True  # diffuse x_high - upsample(x_low): the net only has to add the missing detail
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,10 @@ the first, BSR degradation for the second) so that they tolerate the decoder's
 imperfect samples, and train on quarter-size random crops because a network
 without attention runs at any resolution. Here: the 32 px render, blurred
 (kernel 3, sigma 0.6) half of the time and lightly noised, upsampled
-bilinearly and concatenated with the noisy 64 px target; 32x32 crops.
+bilinearly and concatenated with the noisy 64 px target; 32x32 crops. With
+`residual` (default) the diffused quantity is the 64 px image minus that
+bilinear upsampling, so an untrained net already returns a bilinear upsample
+and training only has to learn the missing detail.
 """
 from __future__ import annotations
 
@@ -77,7 +80,8 @@ class UpsamplerRecipe:
         ox = torch.randint(0, hi.shape[-1] - c + 1, (B,), generator=g, device=g.device).cpu()
         crop = lambda a: torch.stack([a[i, :, oy[i]:oy[i] + c, ox[i]:ox[i] + c] for i in range(B)])  # noqa: E731
         hi_c, cond_c = crop(hi), crop(cond)  # (B, 3, c, c) each
-        loss = diffusion_loss(lambda x, t: model(torch.cat([x, cond_c], dim=1), t), self.schedule, hi_c,
+        target = hi_c - cond_c if cfg.residual else hi_c  # residual: only the missing detail is diffused
+        loss = diffusion_loss(lambda x, t: model(torch.cat([x, cond_c], dim=1), t), self.schedule, target,
                               prediction=cfg.diffusion.prediction, generator=g)
         return loss, {}
 

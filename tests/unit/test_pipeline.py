@@ -1,0 +1,95 @@
+"""UnCLIP end to end on a tiny random stack saved to a folder (seconds)."""
+from dataclasses import replace
+
+import pytest
+import torch
+from PIL import Image
+
+from unclip_probe import world
+from unclip_probe.checkpoints import save_config, save_weights
+from unclip_probe.clip import build_clip_model, save_clip
+from unclip_probe.errors import ProbeInputError
+from unclip_probe.models.configs import DecoderConfig, PriorConfig, UpsamplerConfig
+from unclip_probe.models.prior import PriorNetConfig, PriorTransformer
+from unclip_probe.models.unet import UNet, UNetConfig
+from unclip_probe.pipeline import UnCLIP, slerp
+from unclip_probe.train.recipes.clip import world_clip_config
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("stack")
+    torch.manual_seed(0)
+    ccfg = world_clip_config(width=32, layers=1, text_width=32, text_layers=1, embed_dim=16)
+    checksum = save_clip(build_clip_model(ccfg), ccfg, folder)
+    unet = UNetConfig(image_size=32, channels=16, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(16,),
+                      head_channels=16, clip_dim=16, text_dim=32)
+    dcfg = DecoderConfig(unet=unet, clip_checksum=checksum)
+    ucfg = UpsamplerConfig(unet=UNetConfig(image_size=64, in_channels=6, channels=8, channel_mult=(1, 2),
+                                           num_res_blocks=1, attention_resolutions=(), head_channels=8))
+    pcfg = PriorConfig(net=PriorNetConfig(embed_dim=16, text_dim=32, max_text_len=48, width=32, layers=1, heads=2),
+                       clip_checksum=checksum)
+    for name, cfg, net in (("decoder", dcfg, UNet(unet)), ("upsampler", ucfg, UNet(ucfg.unet)),
+                           ("prior", pcfg, PriorTransformer(pcfg.net))):
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(0.02 * torch.randn_like(p))
+        save_weights(net.state_dict(), folder / f"{name}.safetensors")
+        save_config(cfg, folder / f"{name}.json")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def pipe(stack):
+    return UnCLIP.from_pretrained(stack, device="cpu")
+
+
+def test_text_to_image_is_deterministic(pipe):
+    a = pipe(["a red circle", "a blue star"], seed=3, steps=3, prior_steps=4)
+    b = pipe(["a red circle", "a blue star"], seed=3, steps=3, prior_steps=4)
+    assert [im.size for im in a] == [(64, 64), (64, 64)]
+    assert [im.tobytes() for im in a] == [im.tobytes() for im in b]
+    c = pipe(["a red circle", "a blue star"], seed=4, steps=3, prior_steps=4)
+    assert a[0].tobytes() != c[0].tobytes()
+
+
+def test_variations_interpolations_and_text_diffs(pipe):
+    img = world.render(world.sample_scenes(1, seed=2)[0])
+    assert len(pipe.variations(img, n=2, steps=3)) == 2
+    assert len(pipe.interpolate(img, img.transpose(Image.FLIP_LEFT_RIGHT), n=3, steps=3)) == 3
+    assert len(pipe.text_diff(img, "a red circle", "a blue circle", thetas=[0.0, 0.5], steps=3)) == 2
+
+
+def test_slerp_ends_and_norm():
+    a, b = torch.nn.functional.normalize(torch.randn(2, 8), dim=-1)
+    assert torch.allclose(slerp(a, b, 0.0), a, atol=1e-5) and torch.allclose(slerp(a, b, 1.0), b, atol=1e-5)
+    assert torch.allclose(slerp(a, b, 0.3).norm(), torch.tensor(1.0), atol=1e-5)
+
+
+def test_grayscale_and_rgba_images_are_accepted(pipe):
+    img = world.render(world.sample_scenes(1, seed=2)[0])
+    for mode in ("L", "RGBA"):
+        assert len(pipe.variations(img.convert(mode), n=1, steps=2)) == 1
+
+
+@pytest.mark.parametrize("call, arg", [
+    (lambda p: p([], steps=2), "prompts"),
+    (lambda p: p(["a red circle"], prior="gan", steps=2), "kind"),
+    (lambda p: p.prior(["a red circle"], kind="ar"), "kind"),  # not in this stack
+    (lambda p: p.text_diff(world.render(world.sample_scenes(1)[0]), "a red circle", "a blue circle", thetas=[1.5]), "thetas"),
+    (lambda p: p.variations("/no/such/file.png"), "image"),
+    (lambda p: p.decode(torch.randn(2, 7)), "z_img"),
+])
+def test_bad_input_is_named(pipe, call, arg):
+    with pytest.raises(ProbeInputError) as err:
+        call(pipe)
+    assert str(err.value).startswith(arg)
+
+
+def test_cuda_request_without_cuda_is_named(stack):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ProbeInputError, match="^device"):
+        UnCLIP.from_pretrained(stack, device="cuda")

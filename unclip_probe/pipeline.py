@@ -1,0 +1,212 @@
+"""UnCLIP: text -> CLIP image embedding -> 32 px -> 64 px, and the paper's manipulations (§3).
+
+The path from prompt to pixels, one method per stage:
+
+    z_t, tokens  = CLIP text encoder(prompts)             (clip.encode_text / encode_text_tokens)
+    z_i          = prior(z_t, tokens)                      (paper §2.2; diffusion or AR)
+    x_32         = decoder(z_i, tokens)                    (paper §2.1; DDIM, classifier-free guidance)
+    x_64         = upsampler(x_32)                         (paper §2.1; conv-only, DDIM)
+
+Variations (§3.1) DDIM-invert an image to its x_T under its own z_i and decode
+again with eta > 0; interpolations (§3.2) slerp between image embeddings with
+x_T fixed or slerped; text diffs (§3.3) slerp z_i toward normalise(z_t - z_t0).
+Same seed on the same device gives the same images.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+
+from .checkpoints import load_config, load_state_into, load_weights
+from .clip import ClipModel, load_clip
+from .decode import decode_images, invert_images, to_unit, upsample_images
+from .device import resolve_device
+from .errors import bad_input, one_of
+from .world.oracle import as_rgb_array
+from .stages import load_decoder, load_upsampler
+
+PRIOR_KINDS = ("diffusion", "ar")
+
+
+def slerp(a: Tensor, b: Tensor, theta: float) -> Tensor:
+    """Spherical interpolation between unit vectors a and b (..., D) at fraction theta in [0, 1]."""
+    a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
+    omega = torch.arccos((a * b).sum(-1, keepdim=True).clamp(-1 + 1e-7, 1 - 1e-7))  # (..., 1)
+    so = torch.sin(omega)
+    return F.normalize((torch.sin((1 - theta) * omega) * a + torch.sin(theta * omega) * b) / so, dim=-1)
+
+
+def _to_pil(x: Tensor) -> list[Image.Image]:
+    """[-1, 1] (B, 3, H, W) -> PIL images."""
+    arr = (to_unit(x.float()).permute(0, 2, 3, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+    return [Image.fromarray(a) for a in arr]
+
+
+class UnCLIP:
+    """The world stack: CLIP, priors, decoder, upsampler (each optional but the CLIP and decoder)."""
+
+    def __init__(self, clip: ClipModel, decoder, decoder_cfg, upsampler=None, upsampler_cfg=None, priors=None,
+                 device: torch.device | None = None):
+        self.clip, self.decoder, self.decoder_cfg = clip, decoder, decoder_cfg
+        self.upsampler, self.upsampler_cfg = upsampler, upsampler_cfg
+        self.priors = priors or {}  # kind -> (network, config)
+        self.device = device or clip.device
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, device: str = "auto") -> "UnCLIP":
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise bad_input("folder", f"{str(folder)!r} is not a checkpoint folder")
+        dev = resolve_device(device)
+        clip = load_clip(folder, device=dev)
+        decoder, dcfg = load_decoder(folder, clip_checksum=clip.checksum, device=dev)
+        up = load_upsampler(folder, device=dev) if (folder / "upsampler.json").is_file() else (None, None)
+        priors = {}
+        if (folder / "prior.json").is_file():
+            from .models.configs import PriorConfig
+            from .models.prior import PriorTransformer
+
+            priors["diffusion"] = _load_net(folder, "prior", PriorConfig, lambda c: PriorTransformer(c.net), clip, dev)
+        if (folder / "ar_prior.json").is_file():
+            from .models.ar_prior import ARPrior, ARPriorConfig
+
+            priors["ar"] = _load_net(folder, "ar_prior", ARPriorConfig, ARPrior, clip, dev)
+        return cls(clip, decoder, dcfg, up[0], up[1], priors, dev)
+
+    # ------------------------------------------------------------------ stages
+    def _prompts(self, prompts: str | Sequence[str]) -> list[str]:
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        if not prompts or not all(isinstance(p, str) and p.strip() for p in prompts):
+            raise bad_input("prompts", "expected a non-empty list of non-empty strings")
+        return list(prompts)
+
+    def _generator(self, seed: int) -> torch.Generator:
+        return torch.Generator(device=self.device).manual_seed(int(seed))
+
+    @torch.no_grad()
+    def prior(self, prompts: str | Sequence[str], seed: int = 0, kind: str = "diffusion", guidance: float = 2.0,
+              steps: int = 64) -> Tensor:
+        """Unit-norm CLIP image embeddings (B, D) for the prompts (paper §2.2)."""
+        from .prior_sampling import sample_ar_prior, sample_diffusion_prior
+
+        prompts = self._prompts(prompts)
+        if kind not in PRIOR_KINDS:
+            raise bad_input("kind", one_of(kind, PRIOR_KINDS))
+        if kind not in self.priors:
+            raise bad_input("kind", f"this stack has no {kind!r} prior (train it with `unclip-probe train "
+                                    f"{'prior' if kind == 'diffusion' else 'ar-prior'}`)")
+        net, cfg = self.priors[kind]
+        z_t = self.clip.encode_text(prompts)
+        text, mask = self.clip.encode_text_tokens(prompts)
+        g = self._generator(seed)
+        if kind == "diffusion":
+            return sample_diffusion_prior(net, cfg, z_t, text, mask, generator=g, steps=steps, guidance=guidance)
+        return sample_ar_prior(net, z_t, text, mask, generator=g, guidance=guidance)
+
+    def _noise(self, n: int, size: int, seed: int) -> Tensor:
+        return torch.randn(n, 3, size, size, generator=self._generator(seed), device=self.device)
+
+    @torch.no_grad()
+    def decode(self, z_img: Tensor, seed: int = 0, prompts: Sequence[str] | None = None, guidance: float = 3.0,
+               steps: int = 25, eta: float = 0.0, x_T: Tensor | None = None, upsample: bool = True,
+               upsample_steps: int = 10) -> list[Image.Image]:
+        """Images for CLIP image embeddings z_img (B, D), optionally also conditioned on captions."""
+        if not isinstance(z_img, Tensor) or z_img.ndim != 2 or z_img.shape[1] != self.clip.embed_dim:
+            raise bad_input("z_img", f"expected CLIP image embeddings (B, {self.clip.embed_dim}), got "
+                                     f"{tuple(z_img.shape) if isinstance(z_img, Tensor) else type(z_img).__name__}")
+        B, S = z_img.shape[0], self.decoder_cfg.unet.image_size
+        if prompts is not None:
+            text, mask = self.clip.encode_text_tokens(self._prompts(prompts))
+        else:
+            text = torch.zeros(B, 1, self.decoder_cfg.unet.text_dim, device=self.device)
+            mask = torch.zeros(B, 1, dtype=torch.bool, device=self.device)
+        x_T = self._noise(B, S, seed) if x_T is None else x_T
+        g = self._generator(seed + 1)
+        x = decode_images(self.decoder, self.decoder_cfg, F.normalize(z_img, dim=-1).to(self.device), text, mask,
+                          x_T=x_T, steps=steps, guidance=guidance, eta=eta, generator=g if eta > 0 else None)
+        if upsample and self.upsampler is not None:
+            hi = self.upsampler_cfg.high_res
+            x = upsample_images(self.upsampler, self.upsampler_cfg, x, x_T=self._noise(B, hi, seed + 2),
+                                steps=upsample_steps)
+        return _to_pil(x)
+
+    def __call__(self, prompts: str | Sequence[str], seed: int = 0, prior: str = "diffusion", guidance: float = 3.0,
+                 steps: int = 25, prior_guidance: float = 2.0, prior_steps: int = 64) -> list[Image.Image]:
+        """Text -> images: prior, then decoder and upsampler (paper Fig. 2)."""
+        prompts = self._prompts(prompts)
+        z = self.prior(prompts, seed=seed, kind=prior, guidance=prior_guidance, steps=prior_steps)
+        return self.decode(z, seed=seed, prompts=prompts, guidance=guidance, steps=steps)
+
+    # ------------------------------------------------------------------ manipulations (paper §3)
+    def _image_tensor(self, image) -> tuple[Tensor, Tensor]:
+        """(x_0 at the decoder's size in [-1, 1] (1, 3, S, S), z_i (1, D)) for any image."""
+        arr = as_rgb_array(image, "image")  # converts modes; errors name `image`
+        S = self.decoder_cfg.unet.image_size
+        pil = Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8))
+        x0 = torch.from_numpy(np.array(pil.resize((S, S), Image.BOX))).permute(2, 0, 1)[None].float() / 127.5 - 1
+        z = self.clip.encode_image([pil])
+        return x0.to(self.device), z
+
+    @torch.no_grad()
+    def invert(self, image, steps: int = 50) -> tuple[Tensor, Tensor]:
+        """(x_T (1, 3, S, S), z_i (1, D)): DDIM inversion of `image` under its own CLIP embedding."""
+        x0, z = self._image_tensor(image)
+        return invert_images(self.decoder, self.decoder_cfg, x0, z, steps=steps), z
+
+    @torch.no_grad()
+    def variations(self, image, n: int = 4, eta: float = 1.0, seed: int = 0, steps: int = 50,
+                   guidance: float = 3.0) -> list[Image.Image]:
+        """Paper §3.1: keep the image's CLIP embedding and its inverted x_T, decode with eta > 0."""
+        if not isinstance(n, int) or n < 1:
+            raise bad_input("n", f"expected an integer >= 1, got {n!r}")
+        x_T, z = self.invert(image, steps=steps)
+        return self.decode(z.expand(n, -1), seed=seed, x_T=x_T.expand(n, -1, -1, -1).clone(), eta=eta, steps=steps,
+                           guidance=guidance)
+
+    @torch.no_grad()
+    def interpolate(self, a, b, n: int = 8, seed: int = 0, noise: str = "fixed", steps: int = 25) -> list[Image.Image]:
+        """Paper §3.2: slerp between the images' embeddings; x_T fixed, or slerped between their inversions."""
+        if not isinstance(n, int) or n < 2:
+            raise bad_input("n", f"expected an integer >= 2 (the two ends included), got {n!r}")
+        if noise not in ("fixed", "inverted"):
+            raise bad_input("noise", one_of(noise, ("fixed", "inverted")))
+        thetas = torch.linspace(0, 1, n).tolist()
+        if noise == "inverted":
+            (xa, za), (xb, zb) = self.invert(a, steps), self.invert(b, steps)
+            x_T = torch.cat([slerp(xa.flatten(1), xb.flatten(1), t).view_as(xa) * xa.flatten(1).norm() for t in thetas])
+        else:
+            za, zb = self._image_tensor(a)[1], self._image_tensor(b)[1]
+            x_T = self._noise(1, self.decoder_cfg.unet.image_size, seed).expand(n, -1, -1, -1).clone()
+        z = torch.cat([slerp(za, zb, t) for t in thetas])
+        return self.decode(z, seed=seed, x_T=x_T, steps=steps)
+
+    @torch.no_grad()
+    def text_diff(self, image, src: str, dst: str, thetas: Sequence[float] = (0.0, 0.25, 0.5, 0.75),
+                  seed: int = 0, steps: int = 50) -> list[Image.Image]:
+        """Paper §3.3: z_d = normalise(z_t(dst) - z_t(src)); decode slerp(z_i, z_d, theta) from the inverted x_T."""
+        thetas = list(thetas)
+        if not thetas or not all(isinstance(t, (int, float)) and 0 <= t <= 1 for t in thetas):
+            raise bad_input("thetas", f"expected angles as fractions in [0, 1], got {thetas!r}")
+        x_T, z_i = self.invert(image, steps=steps)
+        z_t = self.clip.encode_text([src, dst])
+        z_d = F.normalize(z_t[1] - z_t[0], dim=-1)[None]
+        z = torch.cat([slerp(z_i, z_d, t) for t in thetas])
+        return self.decode(z, seed=seed, x_T=x_T.expand(len(thetas), -1, -1, -1).clone(), steps=steps)
+
+
+def _load_net(folder: Path, name: str, cfg_cls, build, clip: ClipModel, device):
+    cfg = load_config(cfg_cls, folder / f"{name}.json")
+    if getattr(cfg, "clip_checksum", "") and clip.checksum and cfg.clip_checksum != clip.checksum:
+        raise bad_input(name, f"{folder / name}.safetensors was trained against CLIP {cfg.clip_checksum}, "
+                              f"but this stack's CLIP is {clip.checksum}; retrain it")
+    net = build(cfg)
+    load_state_into(net, load_weights(folder / f"{name}.safetensors"), source=str(folder / f"{name}.safetensors"))
+    return net.to(device).eval(), cfg
