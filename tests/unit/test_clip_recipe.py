@@ -3,6 +3,7 @@ import json
 import math
 
 import pytest
+import torch
 
 from unclip_probe import cli
 from unclip_probe.clip import load_clip
@@ -47,3 +48,15 @@ def test_cli_world_grid_and_bad_stage(tmp_path, capsys):
     assert out.stat().st_size > 1000
     assert cli.main(["train", "nonsense", "--out", str(tmp_path)]) == 2
     assert "stage" in capsys.readouterr().err
+
+
+def test_hard_negative_twins_differ_only_by_position_or_binding():
+    from unclip_probe import world
+
+    recipe = tiny_recipe(hard_negatives=0.5)
+    x, tokens = recipe.batch(3, 0, 1, "cpu")
+    plain_x, _ = tiny_recipe().batch(3, 0, 1, "cpu")
+    assert x.shape == plain_x.shape and not torch.equal(x, plain_x)
+    assert torch.equal(x[4:], plain_x[4:])  # beyond 2m the batch is untouched (m = 2 of 8)
+    texts = [recipe.tokenizer.decode(t) for t in tokens[:4]]
+    assert texts[0] != texts[2] and texts[1] != texts[3]

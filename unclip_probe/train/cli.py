@@ -12,7 +12,8 @@ def _clip_recipe(args):
     from ..world.spec import WorldConfig
 
     return ClipRecipe(batch_size=args.batch_size, data_seed=args.data_seed, workers=args.workers,
-                      world=WorldConfig(note_prob=args.note_prob), init_from=args.init_from)
+                      world=WorldConfig(note_prob=args.note_prob), init_from=args.init_from,
+                      hard_negatives=args.hard_negatives)
 
 
 def _decoder_recipe(args, text_only: bool = False):
@@ -91,6 +92,8 @@ def add_train_parser(sub) -> None:
     t.add_argument("--device", default="auto")
     t.add_argument("--clip", default="checkpoints/world", help="world CLIP folder the later stages condition on")
     t.add_argument("--note-prob", type=float, default=0.25, help="share of training scenes with a note")
+    t.add_argument("--hard-negatives", type=float, default=0.0,
+                   help="clip: share of each batch made of position-moved / colour-swapped twins")
     t.add_argument("--init-from", default=None, help="weights (.safetensors) to start from instead of random")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=_cmd_train)

@@ -125,3 +125,33 @@ def relations(scene: Scene) -> list[tuple[int, str, int]]:
             if ra > rb:
                 out.append((i, "below", j))
     return out
+
+
+def moved_twin(scene: Scene, rng: np.random.Generator) -> Scene:
+    """The same objects (and note) in other free grid cells: a hard negative that only
+    position tells apart. Objects keep their attributes; jitter is reset to zero."""
+    blocked = set()
+    if scene.note is not None:
+        x0, y0, x1, y1 = scene.note.box
+        row = CELL_CENTERS.index(y0 + (y1 - y0) // 2) if (y0 + (y1 - y0) // 2) in CELL_CENTERS else None
+        if row is not None:
+            blocked = {3 * row + c for c in ((1, 2) if x0 > 10 else (0, 1))}
+    free = [i for i in range(len(POSITIONS)) if i not in blocked]
+    old = sorted(POSITIONS.index(o.position) for o in scene.objects)
+    for _ in range(10):
+        cells = [int(c) for c in rng.choice(free, size=len(scene.objects), replace=False)]
+        if sorted(cells) != old:
+            break
+    objs = [Obj(o.shape, o.color, o.size, POSITIONS[c]) for o, c in zip(scene.objects, cells)]
+    objs.sort(key=lambda o: POSITIONS.index(o.position))
+    return Scene(tuple(objs), scene.background, scene.note)
+
+
+def swapped_twin(scene: Scene) -> Scene | None:
+    """The scene with the first two objects' colours exchanged (attribute-binding hard negative);
+    None when there are fewer than two objects or their colours are equal."""
+    if len(scene.objects) < 2 or scene.objects[0].color == scene.objects[1].color:
+        return None
+    a, b = scene.objects[0], scene.objects[1]
+    objs = (Obj(a.shape, b.color, a.size, a.position, a.offset), Obj(b.shape, a.color, b.size, b.position, b.offset))
+    return Scene(objs + scene.objects[2:], scene.background, scene.note)

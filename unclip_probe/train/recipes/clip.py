@@ -45,6 +45,7 @@ class ClipRecipe:
     world: WorldConfig = WorldConfig()
     workers: int | None = None
     init_from: str | None = None  # start from these weights (a continued training; see the model card)
+    hard_negatives: float = 0.0  # share of the batch replaced by position-moved / colour-swapped twins
     name: str = "clip"
 
     def __post_init__(self):
@@ -67,9 +68,34 @@ class ClipRecipe:
 
     def batch(self, step: int, rank: int, world_size: int, device):
         sl = rank_slice(self.batch_size, rank, world_size)
-        imgs, caps, _ = self.renderer.get(step, sl.start, sl.stop)
-        x = (torch.from_numpy(imgs[64]).float() / 255.0 - self._mean) / self._std  # (B, 3, 64, 64)
+        imgs, caps, scenes = self.renderer.get(step, sl.start, sl.stop)
+        images = torch.from_numpy(imgs[64])
+        if self.hard_negatives > 0:
+            images, caps = self._with_twins(images, caps, scenes, step, sl.start)
+        x = (images.float() / 255.0 - self._mean) / self._std  # (B, 3, 64, 64)
         return x.to(device), self.tokenizer(caps).to(device)
+
+    def _with_twins(self, images, caps, scenes, step: int, offset: int):
+        """Replace items m..2m-1 by twins of items 0..m-1 that only position or colour binding
+        tells apart, captioned so that the text does tell them apart. A random batch rarely
+        needs position to match captions to images; these in-batch hard negatives make it."""
+        import numpy as np
+
+        from ...world import caption, render_array
+        from ...world.scenes import moved_twin, swapped_twin
+
+        m = int(len(scenes) * self.hard_negatives / 2)
+        images, caps = images.clone(), list(caps)
+        for k in range(m):
+            rng = np.random.default_rng([self.data_seed, step, offset + k, 7])
+            src = scenes[k]
+            twin = swapped_twin(src) if k % 2 else None
+            template = "list" if twin is not None else "positions"
+            twin = twin or moved_twin(src, rng)
+            seed = int(rng.integers(2**31))
+            caps[k], caps[m + k] = caption(src, seed, template), caption(twin, seed, template)
+            images[m + k] = torch.from_numpy(np.ascontiguousarray(render_array(twin).transpose(2, 0, 1)))
+        return images, caps
 
     def loss(self, model, batch, generator):
         images, tokens = batch
