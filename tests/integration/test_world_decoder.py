@@ -1,0 +1,55 @@
+"""The shipped decoder and upsampler (checkpoints/world): floors well under the model-card figures.
+
+Model-card figures: `python -m unclip_probe.decode_eval checkpoints/world --n 500 --inversion` and
+`python -m unclip_probe.upsample_eval checkpoints/world --n 300`. These tests re-measure on a few
+scenes so that a broken checkpoint, loader or sampler fails CI.
+"""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import unclip_probe as up
+from unclip_probe.decode_eval import inversion_psnr, reconstruction_accuracy
+from unclip_probe.stages import load_decoder, load_upsampler
+from unclip_probe.upsample_eval import upsampler_quality
+
+pytestmark = pytest.mark.integration
+# Floors far under the model card's figures (first-version decoder: about 20 % shape and colour).
+FLOOR_SHAPE_COLOR = 0.05
+FLOOR_INVERSION_DB = 30.0
+FLOOR_UPSAMPLER_AGREEMENT = 0.9
+FLOOR_UPSAMPLER_PSNR = 27.0
+WORLD = Path(__file__).resolve().parents[2] / "checkpoints" / "world"
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return up.load_clip(WORLD)
+
+
+@pytest.fixture(scope="module")
+def decoder(clip):
+    return load_decoder(WORLD, clip_checksum=clip.checksum)
+
+
+def test_decoder_belongs_to_the_shipped_clip(decoder, clip):
+    assert decoder[1].clip_checksum == clip.checksum
+
+
+def test_reconstructions_keep_colour_and_shape_often(decoder, clip):
+    acc = reconstruction_accuracy(*decoder, clip, n=40, steps=20, guidance=3.0)
+    assert acc["single_shape_color"] >= FLOOR_SHAPE_COLOR
+    assert acc["single_count"] >= 0.15
+
+
+def test_inversion_round_trip(decoder, clip):
+    assert inversion_psnr(*decoder, clip, n=8, steps=50)["inversion_psnr_db"] >= FLOOR_INVERSION_DB
+
+
+def test_upsampler_agrees_with_its_input_and_beats_blur():
+    net, cfg = load_upsampler(WORLD)
+    q = upsampler_quality(net, cfg, n=30, steps=10)
+    assert q["oracle_agreement"] >= FLOOR_UPSAMPLER_AGREEMENT
+    assert q["psnr_upsampler_db"] >= FLOOR_UPSAMPLER_PSNR
