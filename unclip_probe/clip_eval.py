@@ -128,6 +128,24 @@ def typographic_capture(clip, n: int = 500, seed: int = EVAL_SEED + 4) -> dict[s
             "typographic_tcr": float(np.mean([p == s.note.word for p, s in zip(names, scenes)]))}
 
 
+@torch.no_grad()
+def position_probe(clip, n: int = 3000, seed: int = EVAL_SEED + 5) -> dict[str, float]:
+    """How much of an object's position the image embedding keeps: a logistic-regression probe
+    trained on 2/3 of n single-object scenes predicts the grid cell (chance 1/9) and the column
+    (chance 1/3) of the rest. A decoder can only put objects back where the embedding says."""
+    from sklearn.linear_model import LogisticRegression
+
+    scenes = single_object_scenes(n, seed)
+    z = _images(clip, [render(s) for s in scenes]).cpu().numpy()
+    cell = np.array([POSITIONS.index(s.objects[0].position) for s in scenes])
+    k = 2 * n // 3
+    out = {}
+    for name, y in (("position_probe_cell", cell), ("position_probe_column", cell % 3)):
+        clf = LogisticRegression(max_iter=2000, C=10.0).fit(z[:k], y[:k])
+        out[name] = float(clf.score(z[k:], y[k:]))
+    return out
+
+
 def evaluate_clip(clip, n: int = 2000) -> dict[str, float]:
     """All model-card figures for a world CLIP (n scales the sample sizes)."""
     out = zero_shot_accuracy(clip, n)
@@ -136,6 +154,7 @@ def evaluate_clip(clip, n: int = 2000) -> dict[str, float]:
     out["retrieval_r1_1000"] = retrieval_r1(clip, 1000)
     out["aro_two_way"] = aro_accuracy(clip, max(200, n // 4))
     out.update(typographic_capture(clip, max(200, n // 4)))
+    out.update(position_probe(clip, max(600, 3 * n // 2)))
     return {k: round(v, 4) for k, v in out.items()}
 
 

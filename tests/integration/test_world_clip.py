@@ -56,3 +56,10 @@ def test_unknown_word_in_a_prompt_is_named(clip):
 
 def test_checksum_is_the_one_in_the_model_card(clip):
     assert clip.checksum in (WORLD / "MODEL_CARD.md").read_text()
+
+
+def test_position_probe_is_above_chance(clip):
+    """The shipped CLIP keeps position only weakly (model card: cell 30.5 %, chance 11 %);
+    a retrain with hard negatives should raise this, and the floor with it."""
+    probe = clip_eval.position_probe(clip, n=900)
+    assert probe["position_probe_cell"] > 0.15 and probe["position_probe_column"] > 0.4
