@@ -23,13 +23,12 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from .checkpoints import load_config, load_state_into, load_weights
 from .clip import ClipModel, load_clip
 from .decode import decode_images, invert_images, to_unit, upsample_images
 from .device import resolve_device
 from .errors import bad_input, one_of
 from .world.oracle import as_rgb_array
-from .stages import load_decoder, load_upsampler
+from .stages import load_decoder, load_unet_stage, load_upsampler
 
 PRIOR_KINDS = ("diffusion", "ar")
 
@@ -73,11 +72,13 @@ class UnCLIP:
             from .models.configs import PriorConfig
             from .models.prior import PriorTransformer
 
-            priors["diffusion"] = _load_net(folder, "prior", PriorConfig, lambda c: PriorTransformer(c.net), clip, dev)
+            priors["diffusion"] = load_unet_stage(folder, "prior", PriorConfig, clip_checksum=clip.checksum, device=dev,
+                                                  build=lambda c: PriorTransformer(c.net))
         if (folder / "ar_prior.json").is_file():
             from .models.ar_prior import ARPrior, ARPriorConfig
 
-            priors["ar"] = _load_net(folder, "ar_prior", ARPriorConfig, ARPrior, clip, dev)
+            priors["ar"] = load_unet_stage(folder, "ar_prior", ARPriorConfig, clip_checksum=clip.checksum, device=dev,
+                                           build=ARPrior)
         return cls(clip, decoder, dcfg, up[0], up[1], priors, dev)
 
     # ------------------------------------------------------------------ stages
@@ -201,12 +202,3 @@ class UnCLIP:
         z = torch.cat([slerp(z_i, z_d, t) for t in thetas])
         return self.decode(z, seed=seed, x_T=x_T.expand(len(thetas), -1, -1, -1).clone(), steps=steps)
 
-
-def _load_net(folder: Path, name: str, cfg_cls, build, clip: ClipModel, device):
-    cfg = load_config(cfg_cls, folder / f"{name}.json")
-    if getattr(cfg, "clip_checksum", "") and clip.checksum and cfg.clip_checksum != clip.checksum:
-        raise bad_input(name, f"{folder / name}.safetensors was trained against CLIP {cfg.clip_checksum}, "
-                              f"but this stack's CLIP is {clip.checksum}; retrain it")
-    net = build(cfg)
-    load_state_into(net, load_weights(folder / f"{name}.safetensors"), source=str(folder / f"{name}.safetensors"))
-    return net.to(device).eval(), cfg

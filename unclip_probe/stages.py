@@ -15,8 +15,9 @@ from .models.configs import DecoderConfig, UpsamplerConfig
 from .models.unet import UNet
 
 
-def load_unet_stage(folder: str | Path, name: str, cls, *, clip_checksum: str | None = None, device="cpu"):
-    """(UNet in eval mode, config) for stage `name` of `folder`.
+def load_unet_stage(folder: str | Path, name: str, cls, *, clip_checksum: str | None = None, device="cpu",
+                    build=lambda cfg: UNet(cfg.unet)):
+    """(network in eval mode, config) for stage `name` of `folder`; `build(cfg)` makes the network.
 
     clip_checksum: the checksum of the CLIP this stage must belong to (default: the
     folder's own clip.safetensors, when the stage records one).
@@ -32,7 +33,7 @@ def load_unet_stage(folder: str | Path, name: str, cls, *, clip_checksum: str | 
         if have is not None and have != want:
             raise bad_input(name, f"{folder / (name + '.safetensors')} was trained against the CLIP with checksum "
                                   f"{want}, but this stack's CLIP has checksum {have}; retrain the stage or use its own CLIP")
-    net = UNet(cfg.unet)
+    net = build(cfg)
     path = folder / f"{name}.safetensors"
     load_state_into(net, load_weights(path), source=str(path))
     return net.to(device).eval(), cfg

@@ -28,21 +28,25 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 def upsampler_quality(unet, cfg, n: int = 300, steps: int = 10, seed: int = EVAL_SEED + 20, batch: int = 50) -> dict:
     unet.eval()
     scenes = sample_scenes(n, seed=seed)
-    agree, p_model, p_bicubic = [], [], []
+    agree, p_model, p_bicubic, p_bilinear = [], [], [], []
     for i in range(0, n, batch):
         chunk = scenes[i:i + batch]
         lows = [render(s, 32) for s in chunk]
         low = torch.stack([torch.from_numpy(np.array(im)).permute(2, 0, 1) for im in lows]).float() / 127.5 - 1
         x_T = torch.randn(len(chunk), 3, 64, 64, generator=torch.Generator().manual_seed(seed + i))
         hi = to_unit(upsample_images(unet, cfg, low, x_T=x_T, steps=steps)).permute(0, 2, 3, 1).numpy()
-        for s, im_low, out in zip(chunk, lows, hi):
+        # the residual upsampler's base: what it adds detail to
+        bil = to_unit(F.interpolate(low, size=(64, 64), mode="bilinear", align_corners=False)).permute(0, 2, 3, 1).numpy()
+        for s, im_low, out, b in zip(chunk, lows, hi, bil):
             truth = np.asarray(render(s, 64), dtype=np.float32) / 255
             bic = np.asarray(im_low.resize((64, 64), Image.BICUBIC), dtype=np.float32) / 255
             agree.append(detect(out).key == detect(im_low).key)
             p_model.append(psnr(out, truth))
             p_bicubic.append(psnr(bic, truth))
+            p_bilinear.append(psnr(b, truth))
     return {"oracle_agreement": round(float(np.mean(agree)), 4), "psnr_upsampler_db": round(float(np.mean(p_model)), 2),
-            "psnr_bicubic_db": round(float(np.mean(p_bicubic)), 2), "n": n, "steps": steps}
+            "psnr_bicubic_db": round(float(np.mean(p_bicubic)), 2),
+            "psnr_bilinear_db": round(float(np.mean(p_bilinear)), 2), "n": n, "steps": steps}
 
 
 if __name__ == "__main__":

@@ -6,9 +6,7 @@ scenes so that a broken checkpoint, loader or sampler fails CI.
 """
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 
 import unclip_probe as up
 from unclip_probe.decode_eval import inversion_psnr, reconstruction_accuracy

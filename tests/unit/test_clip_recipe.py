@@ -1,5 +1,4 @@
 """The world-CLIP recipe on the shared trainer, with a tiny architecture (seconds)."""
-import json
 import math
 
 import pytest
@@ -51,8 +50,6 @@ def test_cli_world_grid_and_bad_stage(tmp_path, capsys):
 
 
 def test_hard_negative_twins_differ_only_by_position_or_binding():
-    from unclip_probe import world
-
     recipe = tiny_recipe(hard_negatives=0.5)
     x, tokens = recipe.batch(3, 0, 1, "cpu")
     plain_x, _ = tiny_recipe().batch(3, 0, 1, "cpu")

@@ -1,6 +1,4 @@
 """UnCLIP end to end on a tiny random stack saved to a folder (seconds)."""
-from dataclasses import replace
-
 import pytest
 import torch
 from PIL import Image

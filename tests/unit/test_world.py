@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
-from PIL import Image
 from torch.utils.data import DataLoader
 
 from unclip_probe import world

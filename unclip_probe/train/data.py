@@ -13,9 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from ..world.captions import caption
+from ..world.dataset import scene_and_caption
 from ..world.render import downsample, render_float, to_uint8
-from ..world.scenes import sample_scene, scene_rng
 from ..world.spec import WorldConfig
 
 
@@ -25,11 +24,11 @@ def render_items(args: tuple) -> tuple[np.ndarray, list[str], list]:
     imgs = {s: [] for s in sizes}
     caps, scenes = [], []
     for i in range(lo, hi):
-        scene = sample_scene(seed, i, config, split)
+        scene, text = scene_and_caption(seed, i, config, split)
         full = render_float(scene)
         for s in sizes:
             imgs[s].append(to_uint8(downsample(full, s)).transpose(2, 0, 1))
-        caps.append(caption(scene, int(scene_rng(seed, i, stream=1).integers(2**31))))
+        caps.append(text)
         scenes.append(scene)
     return {s: np.stack(v) for s, v in imgs.items()}, caps, scenes
 

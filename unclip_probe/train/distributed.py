@@ -16,7 +16,6 @@ import torch.distributed as dist
 from torch import nn
 
 from unclip_probe.device import resolve_device  # noqa: F401  (re-exported)
-from unclip_probe.errors import bad_input
 
 
 @dataclass(frozen=True)
@@ -40,7 +39,7 @@ def setup(device: torch.device) -> DistEnv:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistEnv()
-    rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
     owns = False
     if not dist.is_initialized():
         if device.type == "cuda":

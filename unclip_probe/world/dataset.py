@@ -19,13 +19,17 @@ from .scenes import SPLITS, check_config, sample_scene, scene_rng
 from .spec import SIZE, SIZES, WorldConfig
 
 
+def scene_and_caption(seed: int, index: int, config: WorldConfig | None = None, split: str = "all"):
+    """(Scene, caption) of example `index` of stream `seed`: the one definition every loader uses."""
+    scene = sample_scene(seed, index, config, split)
+    return scene, caption(scene, int(scene_rng(seed, index, stream=1).integers(2**31)))
+
+
 def world_item(seed: int, index: int, size: int = SIZE, config: WorldConfig | None = None, split: str = "all") -> dict:
     """One example: {"image": uint8 tensor (3, size, size), "caption": str, "index": int}."""
-    scene = sample_scene(seed, index, config, split)
-    cap_seed = int(scene_rng(seed, index, stream=1).integers(2**31))
+    scene, text = scene_and_caption(seed, index, config, split)
     img = to_uint8(downsample(render_float(scene), size))
-    return {"image": torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))), "caption": caption(scene, cap_seed),
-            "index": int(index)}
+    return {"image": torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))), "caption": text, "index": int(index)}
 
 
 def world_batch(seed: int, indices, size: int = SIZE, config: WorldConfig | None = None, split: str = "all") -> tuple[torch.Tensor, list[str]]:

@@ -10,13 +10,10 @@ decoder of the same size (the GLIDE analogue the binding probe compares with).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from pathlib import Path
-
-import numpy as np
 import torch
 
 from ...clip import load_clip
-from ...decode import decode_images, schedule_of, to_unit
+from ...decode import schedule_of
 from ...diffusion import diffusion_loss
 from ...models.configs import DecoderConfig
 from ...models.unet import UNet
