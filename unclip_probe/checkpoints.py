@@ -151,6 +151,14 @@ def load_state_into(module: nn.Module, state: dict[str, Tensor], *, source: str)
     module.load_state_dict(state, strict=True)
 
 
+def init_from_file(module: nn.Module, path: PathLike | None) -> nn.Module:
+    """Start a training run from the weights in ``path`` (a continued training) instead of random;
+    None leaves ``module`` as built. Strict, as :func:`load_state_into`."""
+    if path:
+        load_state_into(module, load_weights(path), source=str(path))
+    return module
+
+
 def _first5(names: list[str]) -> str:
     more = f" and {len(names) - 5} more" if len(names) > 5 else ""
     return ", ".join(names[:5]) + more

@@ -308,6 +308,13 @@ class ClipModel:
         dim = getattr(model.visual, "output_dim", None)
         self.embed_dim: int = int(dim) if dim else int(self.encode_text("a").shape[-1])
 
+    def to(self, device: torch.device | str) -> "ClipModel":
+        """Move the network and its normalisation to ``device`` (in place); returns self."""
+        self.device = resolve_device(device)
+        self.model.to(self.device)
+        self._mean, self._std = self._mean.to(self.device), self._std.to(self.device)
+        return self
+
     def __repr__(self) -> str:
         return f"ClipModel({self.source}, embed_dim={self.embed_dim}, image_size={self.image_size}, device={self.device})"
 

@@ -244,6 +244,27 @@ def test_loss_is_zero_for_the_exact_model_and_reproducible(prediction):
     assert net.weight.grad is not None and net.weight.grad.abs().sum() > 0
 
 
+def test_min_snr_weighting_caps_the_x0_weight_of_each_prediction_type():
+    s = make_schedule("cosine", T, zero_terminal_snr=True)
+    x0 = torch.randn(32, D, dtype=torch.float64)
+    t = torch.arange(32) * 31  # includes t = 992 (SNR ~ 0) and t = 0 (SNR ~ 1e5)
+    net = torch.nn.Linear(D, D, dtype=torch.float64)
+    noise = torch.randn(32, D, dtype=torch.float64)
+    kw = dict(generator=torch.Generator(), t=t, noise=noise)
+    # A huge gamma caps nothing: the plain loss.
+    plain = diffusion_loss(lambda x, t: net(x), s, x0, prediction="v", **kw)
+    torch.testing.assert_close(diffusion_loss(lambda x, t: net(x), s, x0, prediction="v", min_snr_gamma=1e9, **kw), plain)
+    # gamma = 1 on a v loss weights every example's x0 error by 1: the x0 MSE of the same outputs.
+    capped = diffusion_loss(lambda x, t: net(x), s, x0, prediction="v", min_snr_gamma=1.0, **kw)
+    ab = s.alphas_cumprod[t][:, None]
+    x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+    x0_hat = ab.sqrt() * x_t - (1 - ab).sqrt() * net(x_t)
+    torch.testing.assert_close(capped, ((x0_hat - x0) ** 2).mean())
+    assert capped < plain  # the nearly clean examples had weight SNR + 1 >> 1
+    with pytest.raises(ProbeInputError, match="min_snr_gamma"):
+        diffusion_loss(lambda x, t: net(x), s, x0, prediction="v", min_snr_gamma=-1.0, **kw)
+
+
 # ----------------------------------------------------------------------------- bad input
 
 S = make_schedule("cosine", 50)

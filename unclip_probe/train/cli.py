@@ -20,13 +20,14 @@ def _decoder_recipe(args, text_only: bool = False):
     from .recipes.decoder import DecoderRecipe
 
     return DecoderRecipe(clip_dir=args.clip, batch_size=args.batch_size, data_seed=args.data_seed,
-                         text_only=text_only, workers=args.workers)
+                         text_only=text_only, workers=args.workers, init_from=args.init_from)
 
 
 def _upsampler_recipe(args):
     from .recipes.upsampler import UpsamplerRecipe
 
-    return UpsamplerRecipe(batch_size=args.batch_size, data_seed=args.data_seed, workers=args.workers)
+    return UpsamplerRecipe(batch_size=args.batch_size, data_seed=args.data_seed, workers=args.workers,
+                           init_from=args.init_from)
 
 
 def _prior_recipe(args):
@@ -41,11 +42,12 @@ def _ar_prior_recipe(args):
     return ARPriorRecipe(clip_dir=args.clip, batch_size=args.batch_size, data_seed=args.data_seed, workers=args.workers)
 
 
+_DECODER_DEFAULTS = {"steps": 20000, "batch_size": 32, "lr": 5e-4, "warmup_steps": 200, "weight_decay": 0.0}
+
 STAGES = {
     "clip": (_clip_recipe, {"steps": 6000, "batch_size": 256, "lr": 1e-3, "warmup_steps": 300, "weight_decay": 0.1}),
-    "decoder": (_decoder_recipe, {"steps": 20000, "batch_size": 32, "lr": 5e-4, "warmup_steps": 200, "weight_decay": 0.0}),
-    "decoder-text": (lambda a: _decoder_recipe(a, text_only=True),
-                     {"steps": 20000, "batch_size": 32, "lr": 5e-4, "warmup_steps": 200, "weight_decay": 0.0}),
+    "decoder": (_decoder_recipe, _DECODER_DEFAULTS),
+    "decoder-text": (lambda a: _decoder_recipe(a, text_only=True), _DECODER_DEFAULTS),
     "prior": (_prior_recipe, {"steps": 4000, "batch_size": 64, "lr": 3e-4, "warmup_steps": 200, "weight_decay": 0.01}),
     "ar-prior": (_ar_prior_recipe, {"steps": 4000, "batch_size": 64, "lr": 3e-4, "warmup_steps": 200, "weight_decay": 0.01}),
     "upsampler": (_upsampler_recipe, {"steps": 3000, "batch_size": 32, "lr": 5e-4, "warmup_steps": 100, "weight_decay": 0.0}),

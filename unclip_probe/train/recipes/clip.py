@@ -56,12 +56,9 @@ class ClipRecipe:
         self._std = torch.tensor(self.config.image_std).view(1, 3, 1, 1)
 
     def build_model(self):
-        model = build_clip_model(self.config)
-        if self.init_from:
-            from ...checkpoints import load_state_into, load_weights
+        from ...checkpoints import init_from_file
 
-            load_state_into(model, load_weights(self.init_from), source=self.init_from)
-        return model
+        return init_from_file(build_clip_model(self.config), self.init_from)
 
     def model_config(self) -> ClipConfig:
         return self.config

@@ -16,6 +16,7 @@ from ...clip import load_clip
 from ...decode import schedule_of
 from ...diffusion import diffusion_loss
 from ...models.configs import DecoderConfig
+from ...checkpoints import init_from_file
 from ...models.unet import UNet
 from ...world.spec import WorldConfig
 from ..data import BatchRenderer
@@ -30,6 +31,7 @@ class DecoderRecipe:
     text_only: bool = False
     workers: int | None = None
     world: WorldConfig = WorldConfig()
+    init_from: str | None = None  # start from these weights (a continued training; see the model card)
 
     def __post_init__(self):
         self.name = "decoder_text" if self.text_only else "decoder"
@@ -42,18 +44,14 @@ class DecoderRecipe:
         self.renderer = BatchRenderer(self.data_seed, self.batch_size, (64, 32), self.world, "train", self.workers)
 
     def build_model(self):
-        return UNet(self.config.unet)
+        return init_from_file(UNet(self.config.unet), self.init_from)
 
     def model_config(self) -> DecoderConfig:
         return self.config
 
     @torch.no_grad()
     def _condition(self, imgs64: torch.Tensor, captions: list[str], device):
-        clip = self.clip
-        if clip.device != torch.device(device):
-            clip.model.to(device)
-            clip.device = torch.device(device)
-            clip._mean, clip._std = clip._mean.to(device), clip._std.to(device)
+        clip = self.clip if self.clip.device == torch.device(device) else self.clip.to(device)
         z = clip.encode_image(imgs64.to(device).float() / 255.0) if self.config.unet.clip_dim else None  # (B, D)
         text, mask = clip.encode_text_tokens(captions)  # (B, L, W), (B, L)
         return z, text, mask
@@ -77,7 +75,8 @@ class DecoderRecipe:
             keep_clip = torch.rand(B, generator=g, device=g.device) >= self.config.clip_dropout
             kw["clip_emb"] = z * keep_clip.to(z.device, z.dtype)[:, None]
         loss = diffusion_loss(lambda x, t: model(x, t, **kw), self.schedule, x0,
-                              prediction=self.config.diffusion.prediction, generator=g)
+                              prediction=self.config.diffusion.prediction, generator=g,
+                              min_snr_gamma=self.config.diffusion.min_snr_gamma)
         return loss, {}
 
     @torch.no_grad()

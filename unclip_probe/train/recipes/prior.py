@@ -64,5 +64,6 @@ class PriorRecipe:
         z_t = z_t * keep[:, None].to(z_t.dtype)
         mask = mask & keep[:, None]
         loss = diffusion_loss(lambda x, t: model(x, t, z_t, text, mask), self.schedule, z_i,
-                              prediction=self.config.diffusion.prediction, generator=g)
+                              prediction=self.config.diffusion.prediction, generator=g,
+                              min_snr_gamma=self.config.diffusion.min_snr_gamma)
         return loss, {}
