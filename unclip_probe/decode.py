@@ -78,12 +78,18 @@ def _conditioning(unet, cfg: DecoderConfig, B: int, clip_emb, text, text_mask):
 def upsample_images(unet, cfg: UpsamplerConfig, low: Tensor, *, x_T: Tensor, steps: int = 10, eta: float = 0.0,
                     generator: torch.Generator | None = None, callback=None) -> Tensor:
     """High-res x_0 in [-1, 1] (B, 3, H, H) from low-res images `low` in [-1, 1] (B, 3, h, h)."""
-    cond = F.interpolate(low, size=x_T.shape[-2:], mode="bilinear", align_corners=False)  # (B, 3, H, H)
+    cond = upsample_base(low, x_T.shape[-1], cfg.base)  # (B, 3, H, H)
     denoiser = lambda x, t: unet(torch.cat([x, cond], dim=1), t)  # noqa: E731
     x = sample_ddim(denoiser, x_T, schedule_of(cfg.diffusion), steps, generator=generator, eta=eta,
                     prediction=cfg.diffusion.prediction, clip_x0=None if cfg.residual else 1.0, callback=callback)
-    # A residual upsampler generated the detail that bilinear upsampling lacks.
-    return (cond + x).clamp(-1, 1) if cfg.residual else x
+    # A residual upsampler generated (scaled) the detail that the base upsampling lacks.
+    return (cond + x / cfg.residual_scale).clamp(-1, 1) if cfg.residual else x
+
+
+def upsample_base(low: Tensor, size: int, mode: str = "bicubic") -> Tensor:
+    """Plain interpolation (B, 3, h, h) -> (B, 3, size, size), clamped to [-1, 1] (bicubic overshoots):
+    the upsampler's conditioning image and, for a residual upsampler, what its output is added to."""
+    return F.interpolate(low, size=(size, size), mode=mode, align_corners=False).clamp(-1, 1)
 
 
 def to_unit(x: Tensor) -> Tensor:

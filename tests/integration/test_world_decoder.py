@@ -17,8 +17,7 @@ pytestmark = pytest.mark.integration
 # Floors far under the model card's figures (first-version decoder: about 20 % shape and colour).
 FLOOR_SHAPE_COLOR = 0.05
 FLOOR_INVERSION_DB = 30.0
-FLOOR_UPSAMPLER_AGREEMENT = 0.9
-FLOOR_UPSAMPLER_PSNR = 27.0
+FLOOR_UPSAMPLER_AGREEMENT = 0.95
 WORLD = Path(__file__).resolve().parents[2] / "checkpoints" / "world"
 
 
@@ -46,8 +45,9 @@ def test_inversion_round_trip(decoder, clip):
     assert inversion_psnr(*decoder, clip, n=8, steps=50)["inversion_psnr_db"] >= FLOOR_INVERSION_DB
 
 
-def test_upsampler_agrees_with_its_input_and_beats_blur():
+def test_upsampler_agrees_with_its_input_and_beats_bicubic():
     net, cfg = load_upsampler(WORLD)
     q = upsampler_quality(net, cfg, n=30, steps=10)
     assert q["oracle_agreement"] >= FLOOR_UPSAMPLER_AGREEMENT
-    assert q["psnr_upsampler_db"] >= FLOOR_UPSAMPLER_PSNR
+    # model card: 32.4 dB against bicubic's 30.9 dB on 300 scenes; here the same scenes for both
+    assert q["psnr_upsampler_db"] > q["psnr_bicubic_db"] + 0.5

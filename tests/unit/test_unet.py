@@ -102,3 +102,19 @@ def test_inversion_round_trip_of_a_smooth_random_decoder():
     back = decode_images(net, cfg, z, empty_text, empty_mask, x_T=x_T, steps=50, guidance=1.0)
     mse = float(((back - x0) ** 2).mean())
     assert mse < 1e-2  # > 26 dB on [-1, 1]
+
+
+def test_a_residual_upsampler_adds_its_scaled_output_to_the_bicubic_base():
+    from unclip_probe.decode import upsample_base
+
+    cfg = UpsamplerConfig(unet=UNetConfig(image_size=32, in_channels=6, channels=16, channel_mult=(1, 2),
+                                          num_res_blocks=1, attention_resolutions=()), residual_scale=4.0)
+    low = torch.rand(2, 3, 16, 16) * 2 - 1
+    zero = UNet(cfg.unet).eval()  # zero-initialised output layer: v = 0, so x0_hat = 0 at the zero-SNR step
+    with torch.no_grad():
+        out = upsample_images(zero, cfg, low, x_T=torch.randn(2, 3, 32, 32), steps=1)
+        base = upsample_base(low, 32, "bicubic")
+        torch.testing.assert_close(out, base)
+        zero.out[-1].bias.fill_(-1.0)  # now v = -1 everywhere; at the zero-SNR step x0_hat = -v = 1 ...
+        one = upsample_images(zero, cfg, low, x_T=torch.randn(2, 3, 32, 32), steps=1)
+    torch.testing.assert_close(one, (base + 1.0 / cfg.residual_scale).clamp(-1, 1))  # ... divided by the scale

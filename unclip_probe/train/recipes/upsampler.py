@@ -4,11 +4,11 @@ The paper's upsamplers see a corrupted low-resolution image (Gaussian blur for
 the first, BSR degradation for the second) so that they tolerate the decoder's
 imperfect samples, and train on quarter-size random crops because a network
 without attention runs at any resolution. Here: the 32 px render, blurred
-(kernel 3, sigma 0.6) half of the time and lightly noised, upsampled
-bilinearly and concatenated with the noisy 64 px target; 32x32 crops. With
-`residual` (default) the diffused quantity is the 64 px image minus that
-bilinear upsampling, so an untrained net already returns a bilinear upsample
-and training only has to learn the missing detail.
+(kernel 3, sigma 0.6) half of the time, upsampled bicubically and
+concatenated with the noisy 64 px target; 32x32 crops. With `residual`
+(default) the diffused quantity is the 64 px image minus that bicubic
+upsampling, times `residual_scale`, so an untrained net already returns a
+bicubic upsample and training only has to learn the missing detail.
 """
 from __future__ import annotations
 
@@ -17,9 +17,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ...decode import schedule_of
+from ...decode import schedule_of, upsample_base
 from ...diffusion import diffusion_loss
 from ...models.configs import UpsamplerConfig
+from ...checkpoints import init_from_file
 from ...models.unet import UNet
 from ...world.spec import WorldConfig
 from ..data import BatchRenderer
@@ -50,6 +51,7 @@ class UpsamplerRecipe:
     data_seed: int = 2
     workers: int | None = None
     world: WorldConfig = WorldConfig()
+    init_from: str | None = None  # start from these weights (a continued training; see the model card)
     name: str = "upsampler"
 
     def __post_init__(self):
@@ -58,7 +60,7 @@ class UpsamplerRecipe:
         self.renderer = BatchRenderer(self.data_seed, self.batch_size, (64, 32), self.world, "train", self.workers)
 
     def build_model(self):
-        return UNet(self.config.unet)
+        return init_from_file(UNet(self.config.unet), self.init_from)
 
     def model_config(self) -> UpsamplerConfig:
         return self.config
@@ -73,16 +75,18 @@ class UpsamplerRecipe:
     def loss(self, model, batch, generator):
         hi, lo = batch
         cfg, g = self.config, generator
-        cond = F.interpolate(corrupt_low_res(lo, cfg, g), size=hi.shape[-2:], mode="bilinear", align_corners=False)
+        cond = upsample_base(corrupt_low_res(lo, cfg, g), hi.shape[-1], cfg.base)  # (B, 3, 64, 64)
         B, c = hi.shape[0], cfg.crop
         # One random crop per example (paper: quarter-size crops); offsets from the generator.
         oy = torch.randint(0, hi.shape[-1] - c + 1, (B,), generator=g, device=g.device).cpu()
         ox = torch.randint(0, hi.shape[-1] - c + 1, (B,), generator=g, device=g.device).cpu()
         crop = lambda a: torch.stack([a[i, :, oy[i]:oy[i] + c, ox[i]:ox[i] + c] for i in range(B)])  # noqa: E731
         hi_c, cond_c = crop(hi), crop(cond)  # (B, 3, c, c) each
-        target = hi_c - cond_c if cfg.residual else hi_c  # residual: only the missing detail is diffused
+        # Residual: only the missing detail is diffused, scaled to about unit variance (UpsamplerConfig).
+        target = (hi_c - cond_c) * cfg.residual_scale if cfg.residual else hi_c
         loss = diffusion_loss(lambda x, t: model(torch.cat([x, cond_c], dim=1), t), self.schedule, target,
-                              prediction=cfg.diffusion.prediction, generator=g)
+                              prediction=cfg.diffusion.prediction, generator=g,
+                              min_snr_gamma=cfg.diffusion.min_snr_gamma)
         return loss, {}
 
     @torch.no_grad()
