@@ -25,6 +25,25 @@ def _cmd_world(args: argparse.Namespace) -> None:
     print(f"wrote {out} ({len(scenes)} scenes, seed {args.seed})")
 
 
+def _cmd_generate(args: argparse.Namespace) -> None:
+    """Text -> images through the whole stack (prior, decoder, upsampler), as a captioned grid."""
+    from .errors import bad_input
+    from .pipeline import UnCLIP
+    from .world.grid import captioned_grid
+
+    if args.n < 1:
+        raise bad_input("--n", f"expected at least 1 image per prompt, got {args.n}")
+    pipe = UnCLIP.from_pretrained(args.checkpoints, device=args.device)
+    prompts = [p for p in args.prompts for _ in range(args.n)]  # n samples of each prompt, one batch
+    images = pipe(prompts, seed=args.seed, prior=args.prior, guidance=args.guidance, steps=args.steps)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    size = images[0].size[0]
+    captioned_grid(images, prompts, cols=min(args.n, 8) if len(args.prompts) == 1 else args.n,
+                   scale=max(1, 192 // size)).save(out)
+    print(f"wrote {out} ({len(images)} images, {args.prior} prior, seed {args.seed}, device {pipe.device})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="unclip-probe", description="Probe CLIP latents with a compact unCLIP.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -35,6 +54,17 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--cols", type=int, default=4)
     w.add_argument("--out", default="world.png")
     w.set_defaults(func=_cmd_world)
+    g = sub.add_parser("generate", help="text -> images through prior, decoder and upsampler")
+    g.add_argument("prompts", nargs="+", help="one or more captions, e.g. \"a red circle left of a blue square\"")
+    g.add_argument("--n", type=int, default=8, help="images per prompt")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--prior", default="diffusion", help="diffusion | ar")
+    g.add_argument("--guidance", type=float, default=3.0, help="decoder classifier-free guidance")
+    g.add_argument("--steps", type=int, default=25, help="decoder DDIM steps")
+    g.add_argument("--checkpoints", default="checkpoints/world", help="a world stack folder")
+    g.add_argument("--device", default="auto")
+    g.add_argument("--out", default="grid.png")
+    g.set_defaults(func=_cmd_generate)
     try:
         from .train.cli import add_train_parser
     except ImportError:  # the training stack is optional for looking at the world

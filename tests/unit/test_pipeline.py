@@ -91,3 +91,18 @@ def test_cuda_request_without_cuda_is_named(stack):
         pytest.skip("this machine has CUDA")
     with pytest.raises(ProbeInputError, match="^device"):
         UnCLIP.from_pretrained(stack, device="cuda")
+
+
+def test_generate_command_writes_a_grid_and_names_bad_arguments(stack, tmp_path, capsys):
+    from unclip_probe.cli import main
+
+    out = tmp_path / "grid.png"
+    assert main(["generate", "a red circle", "a blue star", "--n", "2", "--steps", "2", "--checkpoints", str(stack),
+                 "--device", "cpu", "--out", str(out)]) == 0
+    grid = Image.open(out)
+    assert grid.width > 2 * 64 and grid.height > 2 * 64  # 2 x 2 captioned tiles
+    assert main(["generate", "a red circle", "--prior", "ar", "--checkpoints", str(stack), "--device", "cpu",
+                 "--out", str(out)]) == 2
+    assert "no 'ar' prior" in capsys.readouterr().err
+    assert main(["generate", "a red circle", "--n", "0", "--checkpoints", str(stack), "--out", str(out)]) == 2
+    assert "--n" in capsys.readouterr().err
