@@ -14,6 +14,7 @@ Same seed on the same device gives the same images.
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Sequence
 
@@ -25,7 +26,7 @@ from torch import Tensor
 
 from .clip import ClipModel, load_clip
 from .decode import decode_images, invert_images, to_unit, upsample_images
-from .device import resolve_device
+from .device import autocast, resolve_device, resolve_dtype
 from .errors import bad_input, one_of
 from .world.oracle import as_rgb_array
 from .stages import load_decoder, load_unet_stage, load_upsampler
@@ -47,23 +48,38 @@ def _to_pil(x: Tensor) -> list[Image.Image]:
     return [Image.fromarray(a) for a in arr]
 
 
+def _sampling(method):
+    """No autograd, and the pipeline's autocast dtype, around a sampling method."""
+    @functools.wraps(method)
+    def wrapped(self, *args, **kwargs):
+        with torch.no_grad(), autocast(self.device, self.amp_dtype):
+            return method(self, *args, **kwargs)
+    return wrapped
+
+
 class UnCLIP:
     """The world stack: CLIP, priors, decoder, upsampler (each optional but the CLIP and decoder)."""
 
     def __init__(self, clip: ClipModel, decoder, decoder_cfg, upsampler=None, upsampler_cfg=None, priors=None,
-                 device: torch.device | None = None):
+                 device: torch.device | None = None, amp_dtype: torch.dtype | None = None):
         self.clip, self.decoder, self.decoder_cfg = clip, decoder, decoder_cfg
         self.upsampler, self.upsampler_cfg = upsampler, upsampler_cfg
         self.priors = priors or {}  # kind -> (network, config)
         self.device = device or clip.device
+        self.amp_dtype = amp_dtype  # autocast dtype while sampling; None = fp32
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def from_pretrained(cls, folder: str | Path, device: str = "auto") -> "UnCLIP":
+    def from_pretrained(cls, folder: str | Path, device: str = "auto", dtype: str = "auto",
+                        compile: bool = False) -> "UnCLIP":
+        """Load a world stack. device "auto": CUDA when present, else CPU. dtype "auto": bf16 (else
+        fp16) autocast on CUDA, fp32 on the CPU. On CUDA the U-Nets run channels_last; ``compile``
+        wraps decoder and upsampler in torch.compile (slow first call, faster after)."""
         folder = Path(folder)
         if not folder.is_dir():
             raise bad_input("folder", f"{str(folder)!r} is not a checkpoint folder")
         dev = resolve_device(device)
+        amp = resolve_dtype(dtype, dev)
         clip = load_clip(folder, device=dev)
         decoder, dcfg = load_decoder(folder, clip_checksum=clip.checksum, device=dev)
         up = load_upsampler(folder, device=dev) if (folder / "upsampler.json").is_file() else (None, None)
@@ -79,7 +95,14 @@ class UnCLIP:
 
             priors["ar"] = load_unet_stage(folder, "ar_prior", ARPriorConfig, clip_checksum=clip.checksum, device=dev,
                                            build=ARPrior)
-        return cls(clip, decoder, dcfg, up[0], up[1], priors, dev)
+        decoder, upsampler = decoder, up[0]
+        if dev.type == "cuda":  # tensor-core convolutions want NHWC
+            decoder = decoder.to(memory_format=torch.channels_last)
+            upsampler = upsampler.to(memory_format=torch.channels_last) if upsampler is not None else None
+        if compile:
+            decoder = torch.compile(decoder)
+            upsampler = torch.compile(upsampler) if upsampler is not None else None
+        return cls(clip, decoder, dcfg, upsampler, up[1], priors, dev, amp)
 
     # ------------------------------------------------------------------ stages
     def _prompts(self, prompts: str | Sequence[str]) -> list[str]:
@@ -92,7 +115,7 @@ class UnCLIP:
     def _generator(self, seed: int) -> torch.Generator:
         return torch.Generator(device=self.device).manual_seed(int(seed))
 
-    @torch.no_grad()
+    @_sampling
     def prior(self, prompts: str | Sequence[str], seed: int = 0, kind: str = "diffusion", guidance: float = 2.0,
               steps: int = 64) -> Tensor:
         """Unit-norm CLIP image embeddings (B, D) for the prompts (paper §2.2)."""
@@ -115,7 +138,7 @@ class UnCLIP:
     def _noise(self, n: int, size: int, seed: int) -> Tensor:
         return torch.randn(n, 3, size, size, generator=self._generator(seed), device=self.device)
 
-    @torch.no_grad()
+    @_sampling
     def decode(self, z_img: Tensor, seed: int = 0, prompts: Sequence[str] | None = None, guidance: float = 3.0,
                steps: int = 25, eta: float = 0.0, x_T: Tensor | None = None, upsample: bool = True,
                upsample_steps: int = 10) -> list[Image.Image]:
@@ -156,7 +179,7 @@ class UnCLIP:
         z = self.clip.encode_image([pil])
         return x0.to(self.device), z
 
-    @torch.no_grad()
+    @_sampling
     def invert(self, image, steps: int = 50) -> tuple[Tensor, Tensor]:
         """(x_T (1, 3, S, S), z_i (1, D)): DDIM inversion of `image` under its own CLIP embedding."""
         x0, z = self._image_tensor(image)

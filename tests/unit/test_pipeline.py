@@ -106,3 +106,16 @@ def test_generate_command_writes_a_grid_and_names_bad_arguments(stack, tmp_path,
     assert "no 'ar' prior" in capsys.readouterr().err
     assert main(["generate", "a red circle", "--n", "0", "--checkpoints", str(stack), "--out", str(out)]) == 2
     assert "--n" in capsys.readouterr().err
+
+
+def test_bf16_autocast_samples_close_to_fp32_and_bad_dtypes_are_named(stack, pipe):
+    import numpy as np
+
+    bf = UnCLIP.from_pretrained(stack, device="cpu", dtype="bf16")
+    assert bf.amp_dtype == torch.bfloat16 and pipe.amp_dtype is None  # "auto" is fp32 on the CPU
+    a = np.asarray(pipe(["a red circle"], seed=1, steps=3, prior_steps=4)[0], dtype=np.float32)
+    b = np.asarray(bf(["a red circle"], seed=1, steps=3, prior_steps=4)[0], dtype=np.float32)
+    assert np.abs(a - b).mean() < 8.0 and (a != b).any()  # the same picture up to bf16 rounding (of 255)
+    for dtype, words in (("fp16", "needs a CUDA device"), ("half", "expected 'auto'")):
+        with pytest.raises(ProbeInputError, match=f"dtype.*{words}"):
+            UnCLIP.from_pretrained(stack, device="cpu", dtype=dtype)

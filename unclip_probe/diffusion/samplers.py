@@ -90,7 +90,8 @@ def _call(denoiser: Denoiser, x: Tensor, t: int) -> Tensor:
     if not isinstance(out, Tensor) or out.shape != x.shape:
         got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
         raise bad_input("denoiser", f"returned {got}, expected a tensor of the sample's shape {tuple(x.shape)}.")
-    return out
+    # Under autocast the network answers in bf16/fp16; the sampler's state stays in x's dtype.
+    return out.to(x.dtype)
 
 
 def _x0_eps(model_out: Tensor, x_t: Tensor, ab_t: float, prediction: str,
