@@ -4,8 +4,9 @@
 
 Scenes come from a fresh seed. Each is rendered at 64 px, embedded by the world
 CLIP, decoded at 32 px from one fixed noise per scene, and read by the oracle.
-Single objects: shape and colour both right; grid column (left / middle / right)
-and exact cell. Two objects: both objects' shape and colour right.
+Single objects: shape and colour both right; position as the half (left / right
+of the midline, for objects outside the middle column), the grid column (left /
+middle / right) and the exact cell of the object drawn for it. Two objects: both objects' shape and colour right.
 """
 from __future__ import annotations
 
@@ -49,16 +50,24 @@ def reconstruction_accuracy(unet, cfg, clip, n: int = 500, steps: int = 25, guid
     res = {}
     reads = [detect(img) for img in _decode_scenes(unet, cfg, clip, singles, steps=steps, guidance=guidance,
                                                      with_caption=with_caption, seed=seed)]
-    sc, col, cell, count = [], [], [], []
+    sc, half, col, cell, count = [], [], [], [], []
     for s, d in zip(singles, reads):
         want = s.objects[0]
         count.append(len(d.objects) == 1)
         same = [o for o in d.objects if _object_ok(want, o)]
         sc.append(bool(same))
-        col.append(any(cell_of(o.position)[1] == cell_of(want.position)[1] for o in same))
-        cell.append(any(o.position == want.position for o in same))
-    res.update(single_shape_color=np.mean(sc), single_column=np.mean(col), single_cell=np.mean(cell),
-               single_count=np.mean(count))
+        # Position is read off the object drawn for it: the one of the right shape and colour,
+        # else the only object drawn. Half (the issue's "which half"): left or right of the
+        # vertical midline, asked of objects outside the middle column, where it is defined.
+        drawn = same[0] if same else (d.objects[0] if len(d.objects) == 1 else None)
+        got_col = None if drawn is None else cell_of(drawn.position)[1]
+        want_col = cell_of(want.position)[1]
+        if want_col != 1:
+            half.append(got_col is not None and got_col != 1 and (got_col < 1) == (want_col < 1))
+        col.append(got_col == want_col)
+        cell.append(drawn is not None and drawn.position == want.position)
+    res.update(single_shape_color=np.mean(sc), single_half=np.mean(half), single_column=np.mean(col),
+               single_cell=np.mean(cell), single_count=np.mean(count))
     reads = [detect(img) for img in _decode_scenes(unet, cfg, clip, pairs, steps=steps, guidance=guidance,
                                                      with_caption=with_caption, seed=seed + 1)]
     both, exact = [], []
@@ -91,7 +100,10 @@ def inversion_psnr(unet, cfg, clip, n: int = 100, steps: int = 50, seed: int = E
 if __name__ == "__main__":
     import argparse
     import json
+    import sys
+    from pathlib import Path
 
+    from .checkpoints import file_checksum
     from .clip import load_clip
     from .stages import load_decoder
 
@@ -106,7 +118,10 @@ if __name__ == "__main__":
     args = p.parse_args()
     unet, cfg = load_decoder(args.folder, args.name)
     clip = load_clip(args.folder)
-    out = {"n": args.n, "steps": args.steps, "with_caption": args.with_caption}
+    out = {"n": args.n, "steps": args.steps, "with_caption": args.with_caption,
+           "command": "python -m unclip_probe.decode_eval " + " ".join(sys.argv[1:]),
+           "weights_checksum": file_checksum(Path(args.folder) / f"{args.name}.safetensors"),
+           "clip_checksum": clip.checksum}
     for gs in args.guidance:
         out[f"guidance_{gs:g}"] = reconstruction_accuracy(unet, cfg, clip, args.n, args.steps, gs, args.with_caption)
     if args.inversion:

@@ -14,8 +14,8 @@ from unclip_probe.stages import load_decoder, load_upsampler
 from unclip_probe.upsample_eval import upsampler_quality
 
 pytestmark = pytest.mark.integration
-# Floors far under the model card's figures (first-version decoder: about 20 % shape and colour).
-FLOOR_SHAPE_COLOR = 0.05
+# Floors well under the model card's figures (decoder: 42 % shape and colour at guidance 3, n = 500).
+FLOOR_SHAPE_COLOR = 0.15
 FLOOR_INVERSION_DB = 30.0
 FLOOR_UPSAMPLER_AGREEMENT = 0.95
 WORLD = Path(__file__).resolve().parents[2] / "checkpoints" / "world"
@@ -38,7 +38,7 @@ def test_decoder_belongs_to_the_shipped_clip(decoder, clip):
 def test_reconstructions_keep_colour_and_shape_often(decoder, clip):
     acc = reconstruction_accuracy(*decoder, clip, n=40, steps=20, guidance=3.0)
     assert acc["single_shape_color"] >= FLOOR_SHAPE_COLOR
-    assert acc["single_count"] >= 0.15
+    assert acc["single_count"] >= 0.4
 
 
 def test_inversion_round_trip(decoder, clip):
