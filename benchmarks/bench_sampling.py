@@ -26,11 +26,11 @@ import platform
 import resource
 import statistics
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 
+from unclip_probe.device import autocast
 from unclip_probe.pipeline import UnCLIP
 from unclip_probe.world import render, sample_scenes
 
@@ -56,11 +56,11 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def replay_ms(module: torch.nn.Module, inputs, device: torch.device, autocast, reps: int = 20) -> float:
-    """Median pure forward time (ms) of ``module`` on the recorded inputs."""
+def replay_ms(module: torch.nn.Module, inputs, device: torch.device, amp_dtype, reps: int = 20) -> float:
+    """Median pure forward time (ms) of ``module`` on the recorded inputs, under the pipeline's autocast."""
     args, kwargs = inputs
     times = []
-    with torch.no_grad(), autocast():
+    with torch.no_grad(), autocast(device, amp_dtype):
         module(*args, **kwargs)  # warm
         for _ in range(reps):
             _sync(device)
@@ -72,19 +72,16 @@ def replay_ms(module: torch.nn.Module, inputs, device: torch.device, autocast, r
 
 
 def bench(folder: str, device: str, dtype: str, batch: int, reps: int) -> dict:
-    pipe = UnCLIP.from_pretrained(folder, device=device)
+    pipe = UnCLIP.from_pretrained(folder, device=device, dtype=dtype)  # the pipeline applies its own autocast
     dev = pipe.device
-    amp = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
-    autocast = (lambda: torch.autocast(dev.type, dtype=amp)) if amp is not None else nullcontext
     prior_kind = "diffusion" if "diffusion" in pipe.priors else None
     prompts = ["a red circle left of a blue square"] * batch
     z_img = pipe.clip.encode_image([render(s) for s in sample_scenes(batch, seed=0)])
 
     def run():
-        with autocast():
-            if prior_kind:
-                return pipe(prompts, seed=0, prior=prior_kind)
-            return pipe.decode(z_img, seed=0)
+        if prior_kind:
+            return pipe(prompts, seed=0, prior=prior_kind)
+        return pipe.decode(z_img, seed=0)
 
     stages = {"decoder": pipe.decoder}
     if pipe.upsampler is not None:
@@ -108,7 +105,7 @@ def bench(folder: str, device: str, dtype: str, batch: int, reps: int) -> dict:
     wall = statistics.median(walls)
     per_stage = {}
     for name, h in hooks.items():
-        ms = replay_ms(h.module, h.inputs, dev, autocast)
+        ms = replay_ms(h.module, h.inputs, dev, pipe.amp_dtype)
         per_stage[name] = {"forward_ms": round(ms, 3), "calls": h.calls, "forward_total_ms": round(ms * h.calls, 2)}
     compute = sum(s["forward_total_ms"] for s in per_stage.values())
     peak = (torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda"

@@ -20,7 +20,9 @@ from .world.parse import SceneSpec
 from .world.spec import cell_of
 
 
-def _decode_scenes(unet, cfg, clip, scenes, *, steps, guidance, with_caption, seed, batch=50):
+def decode_scenes(unet, cfg, clip, scenes, *, steps, guidance, with_caption, seed, batch=50) -> list:
+    """32 px decodes in [0, 1] (3, S, S) of scenes from their CLIP image embeddings (captions masked out
+    unless with_caption); the noise of chunk i is drawn from seed + i, so a seed fixes every image."""
     from .world import caption
 
     out = []
@@ -48,7 +50,7 @@ def reconstruction_accuracy(unet, cfg, clip, n: int = 500, steps: int = 25, guid
     singles = sample_scenes(n, seed=seed, config=WorldConfig(max_objects=1, note_prob=0.0))
     pairs = sample_scenes(n, seed=seed + 1, config=WorldConfig(min_objects=2, max_objects=2, note_prob=0.0))
     res = {}
-    reads = [detect(img) for img in _decode_scenes(unet, cfg, clip, singles, steps=steps, guidance=guidance,
+    reads = [detect(img) for img in decode_scenes(unet, cfg, clip, singles, steps=steps, guidance=guidance,
                                                      with_caption=with_caption, seed=seed)]
     sc, half, col, cell, count = [], [], [], [], []
     for s, d in zip(singles, reads):
@@ -68,7 +70,7 @@ def reconstruction_accuracy(unet, cfg, clip, n: int = 500, steps: int = 25, guid
         cell.append(drawn is not None and drawn.position == want.position)
     res.update(single_shape_color=np.mean(sc), single_half=np.mean(half), single_column=np.mean(col),
                single_cell=np.mean(cell), single_count=np.mean(count))
-    reads = [detect(img) for img in _decode_scenes(unet, cfg, clip, pairs, steps=steps, guidance=guidance,
+    reads = [detect(img) for img in decode_scenes(unet, cfg, clip, pairs, steps=steps, guidance=guidance,
                                                      with_caption=with_caption, seed=seed + 1)]
     both, exact = [], []
     for s, d in zip(pairs, reads):

@@ -95,7 +95,7 @@ class UnCLIP:
 
             priors["ar"] = load_unet_stage(folder, "ar_prior", ARPriorConfig, clip_checksum=clip.checksum, device=dev,
                                            build=ARPrior)
-        decoder, upsampler = decoder, up[0]
+        upsampler = up[0]
         if dev.type == "cuda":  # tensor-core convolutions want NHWC
             decoder = decoder.to(memory_format=torch.channels_last)
             upsampler = upsampler.to(memory_format=torch.channels_last) if upsampler is not None else None

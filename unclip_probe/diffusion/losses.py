@@ -68,7 +68,7 @@ def diffusion_loss(denoiser: Callable[[Tensor, Tensor], Tensor], schedule: Sched
 def min_snr_weight(schedule: Schedule, t: Tensor, prediction: str, gamma: float) -> Tensor:
     """Per-example loss weight (B,) float64 for timesteps t (B,): min(w_x0, gamma) / w_x0, where
     w_x0 = SNR (eps), 1 (x0) or SNR + 1 (v) is the weight the plain loss puts on the x0 error."""
-    ab = schedule.alphas_cumprod[t.cpu()]
+    ab = schedule.alphas_cumprod.to(t.device)[t]  # float64 on t's device: no host sync in the training step
     snr = ab / (1 - ab).clamp_min(1e-20)
     w_x0 = {"eps": snr, "x0": torch.ones_like(snr), "v": snr + 1}[prediction]
-    return (w_x0.clamp(max=gamma) / w_x0.clamp_min(1e-20)).to(t.device)
+    return w_x0.clamp(max=gamma) / w_x0.clamp_min(1e-20)
