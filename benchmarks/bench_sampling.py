@@ -80,7 +80,7 @@ def bench(folder: str, device: str, dtype: str, batch: int, reps: int) -> dict:
 
     def run():
         if prior_kind:
-            return pipe(prompts, seed=0, prior=prior_kind)
+            return pipe(prompts, seed=0, prior=prior_kind)  # the pipeline's (and widgets') default steps
         return pipe.decode(z_img, seed=0)
 
     stages = {"decoder": pipe.decoder}
@@ -88,6 +88,9 @@ def bench(folder: str, device: str, dtype: str, batch: int, reps: int) -> dict:
         stages["upsampler"] = pipe.upsampler
     if prior_kind:
         stages["prior"] = pipe.priors[prior_kind][0]
+        # The text tower's transformer (open_clip CLIP keeps it at .transformer; CustomTextCLIP at .text).
+        m = pipe.clip.model
+        stages["clip_text"] = getattr(m, "transformer", None) or m.text
     run()  # warm-up: allocator, kernels, caches
     hooks = {name: FirstCall(m) for name, m in stages.items()}
     run()

@@ -349,18 +349,24 @@ class ClipModel:
     def encode_text_tokens(self, texts: str | Sequence[str]) -> tuple[Tensor, Tensor]:
         """Per-token features of the text tower after ln_final, before projection: (B, L, W), and
         the mask of real tokens sot..eot inclusive: BoolTensor (B, L)."""
+        return self.encode_text_and_tokens(texts)[1:]
+
+    @torch.no_grad()
+    def encode_text_and_tokens(self, texts: str | Sequence[str]) -> tuple[Tensor, Tensor, Tensor]:
+        """encode_text and encode_text_tokens from one pass of the text tower: the embeddings (B, D),
+        the per-token features (B, L, W) and their mask (B, L); the prior and decoder need all three."""
         tokens = self.tokenize(texts)
         cache: dict[str, Tensor] = {}
         if "text.hook_ln_final" not in self.hook_names():
             raise bad_input("texts", f"per-token features are not available for {self.source}")
         with _eval(self.model), self.hooks(clip_hooks.caching_pairs(["text.hook_ln_final"], cache)):
-            self._text(tokens)
+            z = self._text(tokens)
         L = tokens.shape[1]
         if getattr(self.model, "text_pool_type", "argmax") == "argmax":  # eot is the highest id
             mask = torch.arange(L, device=tokens.device)[None] <= tokens.argmax(-1, keepdim=True)
         else:
             mask = tokens != 0
-        return cache["text.hook_ln_final"], mask
+        return z, cache["text.hook_ln_final"], mask
 
     # ---------------------------------------------------------------- images
     def preprocess_tensor(self, x: Tensor) -> Tensor:

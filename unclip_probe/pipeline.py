@@ -15,6 +15,7 @@ Same seed on the same device gives the same images.
 from __future__ import annotations
 
 import functools
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -119,17 +120,20 @@ class UnCLIP:
     def prior(self, prompts: str | Sequence[str], seed: int = 0, kind: str = "diffusion", guidance: float = 2.0,
               steps: int = 64) -> Tensor:
         """Unit-norm CLIP image embeddings (B, D) for the prompts (paper §2.2)."""
+        return self._prior(self.clip.encode_text_and_tokens(self._prompts(prompts)), seed, kind, guidance, steps)
+
+    def _prior(self, encoded: tuple[Tensor, Tensor, Tensor], seed: int, kind: str, guidance: float,
+               steps: int) -> Tensor:
+        """prior() on prompts already encoded as (z_t (B, D), tokens (B, L, W), mask (B, L))."""
         from .prior_sampling import sample_ar_prior, sample_diffusion_prior
 
-        prompts = self._prompts(prompts)
         if kind not in PRIOR_KINDS:
             raise bad_input("kind", one_of(kind, PRIOR_KINDS))
         if kind not in self.priors:
             raise bad_input("kind", f"this stack has no {kind!r} prior (train it with `unclip-probe train "
                                     f"{'prior' if kind == 'diffusion' else 'ar-prior'}`)")
         net, cfg = self.priors[kind]
-        z_t = self.clip.encode_text(prompts)
-        text, mask = self.clip.encode_text_tokens(prompts)
+        z_t, text, mask = encoded
         g = self._generator(seed)
         if kind == "diffusion":
             return sample_diffusion_prior(net, cfg, z_t, text, mask, generator=g, steps=steps, guidance=guidance)
@@ -142,16 +146,24 @@ class UnCLIP:
     def decode(self, z_img: Tensor, seed: int = 0, prompts: Sequence[str] | None = None, guidance: float = 3.0,
                steps: int = 25, eta: float = 0.0, x_T: Tensor | None = None, upsample: bool = True,
                upsample_steps: int = 10) -> list[Image.Image]:
-        """Images for CLIP image embeddings z_img (B, D), optionally also conditioned on captions."""
+        """Images for CLIP image embeddings z_img (B, D), optionally also conditioned on captions.
+        x_T: the decoder's starting noise (B, 3, S, S) at its size S; drawn from `seed` when None."""
         if not isinstance(z_img, Tensor) or z_img.ndim != 2 or z_img.shape[1] != self.clip.embed_dim:
             raise bad_input("z_img", f"expected CLIP image embeddings (B, {self.clip.embed_dim}), got "
                                      f"{tuple(z_img.shape) if isinstance(z_img, Tensor) else type(z_img).__name__}")
-        B, S = z_img.shape[0], self.decoder_cfg.unet.image_size
-        if prompts is not None:
-            text, mask = self.clip.encode_text_tokens(self._prompts(prompts))
-        else:
+        if prompts is None:  # no caption: the decoder's caption-dropped branch (paper §2.1)
+            B = z_img.shape[0]
             text = torch.zeros(B, 1, self.decoder_cfg.unet.text_dim, device=self.device)
             mask = torch.zeros(B, 1, dtype=torch.bool, device=self.device)
+        else:
+            text, mask = self.clip.encode_text_tokens(self._prompts(prompts))
+        return self._decode(z_img, text, mask, seed, guidance, steps, eta, x_T, upsample, upsample_steps)
+
+    def _decode(self, z_img: Tensor, text: Tensor, mask: Tensor, seed: int, guidance: float, steps: int,
+                eta: float = 0.0, x_T: Tensor | None = None, upsample: bool = True,
+                upsample_steps: int = 10) -> list[Image.Image]:
+        """decode() with the caption already encoded: tokens (B, L, W) and mask (B, L)."""
+        B, S = z_img.shape[0], self.decoder_cfg.unet.image_size
         x_T = self._noise(B, S, seed) if x_T is None else x_T
         g = self._generator(seed + 1)
         x = decode_images(self.decoder, self.decoder_cfg, F.normalize(z_img, dim=-1).to(self.device), text, mask,
@@ -162,18 +174,28 @@ class UnCLIP:
                                 steps=upsample_steps)
         return _to_pil(x)
 
+    @_sampling
     def __call__(self, prompts: str | Sequence[str], seed: int = 0, prior: str = "diffusion", guidance: float = 3.0,
-                 steps: int = 25, prior_guidance: float = 2.0, prior_steps: int = 64) -> list[Image.Image]:
+                 steps: int = 25, prior_guidance: float = 2.0, prior_steps: int = 64,
+                 upsample_steps: int = 10) -> list[Image.Image]:
         """Text -> images: prior, then decoder and upsampler (paper Fig. 2)."""
-        prompts = self._prompts(prompts)
-        z = self.prior(prompts, seed=seed, kind=prior, guidance=prior_guidance, steps=prior_steps)
-        return self.decode(z, seed=seed, prompts=prompts, guidance=guidance, steps=steps)
+        z_t, text, mask = self.clip.encode_text_and_tokens(self._prompts(prompts))  # one pass of the text tower
+        z = self._prior((z_t, text, mask), seed, prior, prior_guidance, prior_steps)
+        return self._decode(z, text, mask, seed, guidance, steps, upsample_steps=upsample_steps)
 
     # ------------------------------------------------------------------ manipulations (paper §3)
     def _image_tensor(self, image) -> tuple[Tensor, Tensor]:
         """(x_0 at the decoder's size in [-1, 1] (1, 3, S, S), z_i (1, D)) for any image."""
+        if isinstance(image, Image.Image) and ("A" in image.mode or "transparency" in image.info):
+            warnings.warn(f"image: mode {image.mode} converted to RGB; transparency is dropped (not composited)",
+                          stacklevel=3)
         arr = as_rgb_array(image, "image")  # converts modes; errors name `image`
         S = self.decoder_cfg.unet.image_size
+        H, W = arr.shape[:2]
+        if H != W:  # the decoder draws squares; crop the centre as CLIP's preprocessing does
+            k = min(H, W)
+            arr = arr[(H - k) // 2:(H - k) // 2 + k, (W - k) // 2:(W - k) // 2 + k]
+            warnings.warn(f"image: {W}x{H} is not square; its centre {k}x{k} is used", stacklevel=3)
         pil = Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8))
         x0 = torch.from_numpy(np.array(pil.resize((S, S), Image.BOX))).permute(2, 0, 1)[None].float() / 127.5 - 1
         z = self.clip.encode_image([pil])

@@ -25,11 +25,14 @@ def sample_diffusion_prior(prior, cfg: PriorConfig, z_text: Tensor, text: Tensor
     z_text (B, D) unit-norm CLIP text embeddings and text (B, L, W) / text_mask (B, L) tokens."""
     B, D = z_text.shape
     scale = math.sqrt(D)
+    L = max(int(text_mask.any(0).nonzero().max()) + 1, 1) if text_mask.any() else 1
+    text, text_mask = text[:, :L], text_mask[:, :L].bool()  # trailing padding carries nothing (as in training)
     rep = lambda a: a.repeat_interleave(candidates, dim=0)  # (B * candidates, ...)  # noqa: E731
-    cond = {"z_text": rep(z_text) * scale, "text": rep(text), "text_mask": rep(text_mask).bool()}
-    uncond = {"z_text": torch.zeros_like(cond["z_text"]), "text": cond["text"],
-              "text_mask": torch.zeros_like(cond["text_mask"])}
-    model_fn = lambda x, t, c: prior(x, t, c["z_text"], c["text"], c["text_mask"])  # noqa: E731
+    # The caption's part of the sequence is fixed through sampling: encode it once, for the
+    # conditional and the caption-dropped rows (see PriorTransformer.encode_prefix).
+    cond = prior.encode_prefix(rep(z_text) * scale, rep(text), rep(text_mask))
+    uncond = prior.encode_prefix(torch.zeros_like(rep(z_text)), rep(text), torch.zeros_like(rep(text_mask)))
+    model_fn = prior.forward_prefixed  # (x, t, prefix) -> z_i
     x_T = torch.randn(B * candidates, D, generator=generator, device=generator.device).to(z_text)
     z = sample_ddim(cfg_denoiser(model_fn, cond, uncond, guidance), x_T, schedule_of(cfg.diffusion), steps,
                     prediction=cfg.diffusion.prediction, callback=callback)

@@ -80,6 +80,9 @@ def test_encode_text_tokens_shapes_and_mask(world):
     assert feats.shape == (2, 16, 64) and mask.shape == (2, 16) and mask.dtype == torch.bool
     assert mask.sum(1).tolist() == [5, 10]  # sot + words/punctuation + eot
     assert mask[:, 0].all() and not mask[0, 5:].any()
+    z, feats1, mask1 = world[1].encode_text_and_tokens(["a red circle", 'a note that says "red".'])  # one pass
+    assert torch.equal(z, world[1].encode_text(["a red circle", 'a note that says "red".']))
+    assert torch.equal(feats1, feats) and torch.equal(mask1, mask)
 
 
 def test_encode_image_accepts_pil_list_path_tensor(world, tmp_path):

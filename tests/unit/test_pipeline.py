@@ -1,4 +1,6 @@
 """UnCLIP end to end on a tiny random stack saved to a folder (seconds)."""
+from dataclasses import replace
+
 import pytest
 import torch
 from PIL import Image
@@ -66,10 +68,21 @@ def test_slerp_ends_and_norm():
     assert torch.allclose(slerp(a, b, 0.3).norm(), torch.tensor(1.0), atol=1e-5)
 
 
-def test_grayscale_and_rgba_images_are_accepted(pipe):
+def test_grayscale_rgba_and_oblong_images_are_converted_with_a_note_where_it_matters(pipe):
+    import warnings
+
     img = world.render(world.sample_scenes(1, seed=2)[0])
-    for mode in ("L", "RGBA"):
-        assert len(pipe.variations(img.convert(mode), n=1, steps=2)) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # grey to RGB loses nothing: no note
+        assert len(pipe.variations(img.convert("L"), n=1, steps=2)) == 1
+    with pytest.warns(UserWarning, match="^image: mode RGBA converted to RGB; transparency is dropped"):
+        assert len(pipe.variations(img.convert("RGBA"), n=1, steps=2)) == 1
+    wide = Image.new("RGB", (96, 64), "white")
+    wide.paste(img, (16, 0))  # the scene in the middle, white bands at the sides
+    with pytest.warns(UserWarning, match="^image: 96x64 is not square; its centre 64x64 is used"):
+        x0, z = pipe._image_tensor(wide)
+    x_ref, z_ref = pipe._image_tensor(img)
+    assert torch.equal(x0, x_ref) and torch.allclose(z, z_ref, atol=1e-5)  # exactly the centre crop
 
 
 @pytest.mark.parametrize("call, arg", [
@@ -119,3 +132,52 @@ def test_bf16_autocast_samples_close_to_fp32_and_bad_dtypes_are_named(stack, pip
     for dtype, words in (("fp16", "needs a CUDA device"), ("half", "expected 'auto'")):
         with pytest.raises(ProbeInputError, match=f"dtype.*{words}"):
             UnCLIP.from_pretrained(stack, device="cpu", dtype=dtype)
+
+
+def test_drawn_is_a_multiset_of_shape_and_colour():
+    from unclip_probe.pipeline_eval import drawn
+    from unclip_probe.world import Obj, Scene
+
+    a, b = Obj("circle", "red", "small", "top left"), Obj("square", "blue", "large", "center")
+    assert drawn([a], Scene((replace(a, position="bottom right", size="large"),)), exact_count=True)  # not asked
+    assert drawn([a], Scene((a, b)), exact_count=False) and not drawn([a], Scene((a, b)), exact_count=True)
+    assert not drawn([a, a], Scene((a, b)), exact_count=False)  # two red circles asked, one drawn
+    assert not drawn([a], Scene((Obj("circle", "blue", "small", "top left"),)), exact_count=False)
+
+
+class _PerfectDecoder:
+    """The pipeline with a decoder that draws the prompt's true scene: every read must come back right."""
+
+    def __init__(self, pipe, scenes):
+        from unclip_probe.world import caption
+
+        self.pipe, self.clip, self.priors = pipe, pipe.clip, pipe.priors
+        self.by_prompt = {caption(s, seed=seed): s for s in scenes for seed in range(200)}
+
+    def prior(self, prompts, **kw):
+        return self.pipe.prior(prompts, steps=2, **kw)
+
+    def decode(self, z, seed=0, prompts=None, **kw):
+        return [world.render(self.by_prompt[p]) for p in prompts]
+
+
+def test_text_to_image_scores_a_perfect_decoder_as_right_and_true_embeddings_at_cosine_one(pipe):
+    from unclip_probe.pipeline_eval import PAIR, text_to_image
+
+    scenes = world.sample_scenes(6, seed=5, config=PAIR)
+    res = text_to_image(_PerfectDecoder(pipe, scenes), scenes, seed=0, batch=4, priors=("diffusion",), exact_count=True)
+    assert set(res) == {"text_embedding", "true_image_embedding", "diffusion_prior"}
+    assert all(r["objects_right"] == 1.0 for r in res.values())
+    assert res["true_image_embedding"]["cosine_to_true_image_embedding"] == pytest.approx(1.0, abs=1e-4)
+    assert res["text_embedding"]["cosine_to_true_image_embedding"] < 0.999
+
+
+def test_manipulation_metrics_run_on_the_tiny_stack(pipe):
+    from unclip_probe.pipeline_eval import SINGLE, interpolation_ends, text_diff_turns, variations_kept
+
+    sc = world.sample_scenes(2, seed=1, config=SINGLE)
+    v = variations_kept(pipe, sc[:1], steps=2)
+    assert 0 <= v["kept_shapes_and_colours"] <= 1 and v["mean_abs_pixel_difference_between_variations"] > 0
+    assert interpolation_ends(pipe, [(sc[0], sc[1])], steps=2)["n_pairs"] == 1
+    td = text_diff_turns(pipe, sc, steps=2)
+    assert td["n_seeds"] == 2 and set(td["theta_0.5"]) == {"circle", "blue", "blue_circle"}

@@ -29,6 +29,20 @@ def test_reads_only_real_text_tokens_and_survives_a_dropped_caption():
     assert dropped.isfinite().all()
 
 
+@pytest.mark.parametrize("train", [False, True])
+def test_prefix_cached_forward_equals_the_one_pass_sequence(train):
+    net = _net().train(train)  # dropout is 0, so train mode differs only in the encoder's code path
+    z, t, zt = torch.randn(3, 16), torch.tensor([0, 500, 999]), torch.randn(3, 16)
+    text = torch.randn(3, 5, 12)
+    mask = torch.tensor([[1, 1, 0, 0, 0], [1, 1, 1, 1, 1], [0, 0, 0, 0, 0]], dtype=torch.bool)  # last: dropped
+    torch.testing.assert_close(net(z, t, zt, text, mask), net.forward_full(z, t, zt, text, mask), atol=1e-5, rtol=1e-5)
+    prefix = net.encode_prefix(zt, text, mask)
+    assert prefix["kv"].shape == (3, NET.layers, 2, NET.heads, 6, NET.width // NET.heads)
+    z2, t2 = torch.randn(3, 16), torch.tensor([10, 20, 30])  # the same prefix serves any step
+    torch.testing.assert_close(net.forward_prefixed(z2, t2, prefix), net.forward_full(z2, t2, zt, text, mask),
+                               atol=1e-5, rtol=1e-5)
+
+
 def test_sampler_returns_unit_embeddings_and_keeps_the_best_candidate():
     net = _net()
     cfg = PriorConfig(net=NET)

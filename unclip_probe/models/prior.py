@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import bad_input
@@ -53,15 +54,76 @@ class PriorTransformer(nn.Module):
         self.norm = nn.LayerNorm(w)
         self.out = nn.Linear(w, cfg.embed_dim)
 
-    def forward(self, z_noisy: Tensor, t: Tensor, z_text: Tensor, text: Tensor, text_mask: Tensor) -> Tensor:
-        B, D = z_noisy.shape
-        if D != self.cfg.embed_dim or z_text.shape != (B, D):
+    def _check(self, z_noisy: Tensor | None, z_text: Tensor, text: Tensor) -> None:
+        B, D = z_text.shape
+        if D != self.cfg.embed_dim or (z_noisy is not None and z_noisy.shape != (B, D)):
             raise bad_input("z_noisy", f"expected (B, {self.cfg.embed_dim}) embeddings with matching z_text, "
-                                       f"got {tuple(z_noisy.shape)} and {tuple(z_text.shape)}")
-        L = text.shape[1]
-        if L > self.cfg.max_text_len or text.shape[0] != B:
+                                       f"got {None if z_noisy is None else tuple(z_noisy.shape)} and {tuple(z_text.shape)}")
+        if text.shape[1] > self.cfg.max_text_len or text.shape[0] != B:
             raise bad_input("text", f"expected ({B}, <= {self.cfg.max_text_len}, {self.cfg.text_dim}) token features, "
                                     f"got {tuple(text.shape)}")
+
+    def forward(self, z_noisy: Tensor, t: Tensor, z_text: Tensor, text: Tensor, text_mask: Tensor) -> Tensor:
+        self._check(z_noisy, z_text, text)
+        return self.forward_prefixed(z_noisy, t, self.encode_prefix(z_text, text, text_mask))
+
+    # The sequence splits in two. Under the causal mask the prefix [encoded text, z_text] never
+    # sees the timestep or the noised embedding, so its attention keys and values are the same at
+    # every sampling step: the sampler computes them once (a KV cache) and each of its steps runs
+    # only the three suffix tokens [timestep, noised z_i, query] against them. Training goes
+    # through the same two calls; forward_full is the one-pass reference the tests compare with.
+    def encode_prefix(self, z_text: Tensor, text: Tensor, text_mask: Tensor) -> dict[str, Tensor]:
+        """{"kv": per-layer keys and values of the prefix (B, layers, 2, heads, L + 1, head_dim),
+        "key_ok": which prefix positions may be attended (B, L + 1)}."""
+        self._check(None, z_text, text)
+        B, L = text.shape[:2]
+        P = L + 1
+        h = torch.cat([self.text_proj(text), self.ztext_proj(z_text)[:, None]], dim=1) + self.pos[:P]  # (B, P, w)
+        key_ok = torch.cat([text_mask.bool(), torch.ones(B, 1, dtype=torch.bool, device=h.device)], dim=1)  # (B, P)
+        blocked = torch.ones(P, P, dtype=torch.bool, device=h.device).triu(1)[None] | ~key_ok[:, None, :]
+        # Every position may see itself, so no row is fully masked (a dropped caption masks
+        # all text keys, and a softmax over nothing is NaN).
+        blocked &= ~torch.eye(P, dtype=torch.bool, device=h.device)[None]
+        mask = blocked.repeat_interleave(self.cfg.heads, dim=0)  # (B * heads, P, P)
+        kv = []
+        for layer in self.blocks.layers:
+            kv.append(self._qkv(layer, layer.norm1(h))[1:])  # keys and values this layer's suffix reads
+            h = layer(h, src_mask=mask)
+        return {"kv": torch.stack([torch.stack(pair, 1) for pair in kv], 1), "key_ok": key_ok}
+
+    def _qkv(self, layer: nn.TransformerEncoderLayer, a: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The layer's query, key and value heads of normalised inputs a (B, T, w): each (B, heads, T, head_dim)."""
+        B, T, w = a.shape
+        qkv = F.linear(a, layer.self_attn.in_proj_weight, layer.self_attn.in_proj_bias)  # (B, T, 3w)
+        return tuple(x.view(B, T, self.cfg.heads, -1).transpose(1, 2) for x in qkv.split(w, dim=-1))
+
+    def forward_prefixed(self, z_noisy: Tensor, t: Tensor, prefix: dict[str, Tensor]) -> Tensor:
+        """z_i (B, D) from the noised embedding z_noisy (B, D) at timesteps t (B,), given encode_prefix's cache."""
+        B = z_noisy.shape[0]
+        key_ok = prefix["key_ok"]  # (B, P)
+        P = key_ok.shape[1]
+        x = torch.cat([
+            self.time_proj(timestep_embedding(t, self.cfg.width))[:, None],  # (B, 1, w) timestep
+            self.zimg_proj(z_noisy)[:, None],  # (B, 1, w) noised image embedding
+            self.query.expand(B, 1, -1),  # (B, 1, w) final query token
+        ], dim=1) + self.pos[P:P + 3]
+        causal = torch.ones(3, 3, dtype=torch.bool, device=x.device).tril()
+        allowed = torch.cat([key_ok[:, None, :].expand(B, 3, P), causal[None].expand(B, 3, 3)], dim=2)[:, None]
+        for i, layer in enumerate(self.blocks.layers):  # norm_first encoder layers, written out
+            q, k, v = self._qkv(layer, layer.norm1(x))
+            k = torch.cat([prefix["kv"][:, i, 0], k], dim=2)  # (B, heads, P + 3, head_dim)
+            v = torch.cat([prefix["kv"][:, i, 1], v], dim=2)
+            attn = layer.self_attn
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed,
+                                               dropout_p=attn.dropout if self.training else 0.0)
+            x = x + layer.dropout1(attn.out_proj(o.transpose(1, 2).reshape(B, 3, -1)))
+            x = x + layer.dropout2(layer.linear2(layer.dropout(layer.activation(layer.linear1(layer.norm2(x))))))
+        return self.out(self.norm(x[:, -1]))  # (B, D): read at the query token
+
+    def forward_full(self, z_noisy: Tensor, t: Tensor, z_text: Tensor, text: Tensor, text_mask: Tensor) -> Tensor:
+        """The paper's sequence in one pass through nn.TransformerEncoder (reference for forward)."""
+        self._check(z_noisy, z_text, text)
+        B, L = text.shape[:2]
         seq = torch.cat([
             self.text_proj(text),  # (B, L, w) encoded text
             self.ztext_proj(z_text)[:, None],  # (B, 1, w) CLIP text embedding

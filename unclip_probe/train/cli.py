@@ -33,7 +33,8 @@ def _upsampler_recipe(args):
 def _prior_recipe(args):
     from .recipes.prior import PriorRecipe
 
-    return PriorRecipe(clip_dir=args.clip, batch_size=args.batch_size, data_seed=args.data_seed, workers=args.workers)
+    return PriorRecipe(clip_dir=args.clip, batch_size=args.batch_size, data_seed=args.data_seed, workers=args.workers,
+                       init_from=args.init_from)
 
 
 def _ar_prior_recipe(args):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ...checkpoints import init_from_file
 from ...clip import load_clip
 from ...decode import schedule_of
 from ...diffusion import diffusion_loss
@@ -30,6 +31,7 @@ class PriorRecipe:
     workers: int | None = None
     world: WorldConfig = WorldConfig()
     name: str = "prior"
+    init_from: str | None = None  # start from these weights (a continued training; see the model card)
 
     def __post_init__(self):
         self.clip = load_clip(self.clip_dir)
@@ -42,7 +44,7 @@ class PriorRecipe:
         self.renderer = BatchRenderer(self.data_seed, self.batch_size, (64,), self.world, "train", self.workers)
 
     def build_model(self):
-        return PriorTransformer(self.config.net)
+        return init_from_file(PriorTransformer(self.config.net), self.init_from)
 
     def model_config(self) -> PriorConfig:
         return self.config

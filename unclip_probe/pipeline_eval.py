@@ -1,0 +1,187 @@
+"""Oracle-read quality of the whole pipeline and of the paper's manipulations (issue 5).
+
+    python -m unclip_probe.pipeline_eval checkpoints/world --n 200 [--figure notebooks/figures/pipeline.png]
+
+Held-out prompts are captions of scenes from a fresh seed (any (shape, colour)
+pair, the held-out ones included). Every image is the pipeline's 64 px output,
+read by the oracle.
+
+- Text -> image, per prior: single-object prompts with shape and colour right;
+  two-object prompts with both objects right (and exactly two drawn).
+- Paper §5.1: the same decoder fed (a) the prior's image embedding, (b) the text
+  embedding z_t directly, (c) the true image embedding of a render of the caption's
+  scene (the decoder's ceiling); and the mean cosine to that true embedding of the
+  prior's samples and of z_t.
+- Variations (§3.1): the scene's shapes and colours kept, and pixels changed.
+- Interpolation (§3.2): each end reproduces its input's shapes and colours.
+- Text diff (§3.3): "a red circle" -> "a blue circle" at theta = 0.5 turns the
+  colour and keeps the shape.
+"""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import replace
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .clip_eval import EVAL_SEED
+from .world import Scene, WorldConfig, caption, detect, render, sample_scenes
+
+SINGLE = WorldConfig(max_objects=1, note_prob=0.0)
+PAIR = WorldConfig(min_objects=2, max_objects=2, note_prob=0.0)
+
+
+def drawn(wanted: Sequence, reading: Scene, exact_count: bool) -> bool:
+    """Every wanted object's (shape, colour) is among the objects the oracle read (as a multiset);
+    with exact_count, nothing else was drawn."""
+    want = Counter((o.shape, o.color) for o in wanted)
+    got = Counter((o.shape, o.color) for o in reading.objects)
+    return not (want - got) and (not exact_count or len(reading.objects) == len(wanted))
+
+
+def _pixels(img) -> np.ndarray:
+    return np.asarray(img, dtype=np.float32) / 255.0
+
+
+@torch.no_grad()
+def text_to_image(pipe, scenes: list[Scene], *, seed: int, batch: int = 50, priors: Sequence[str] = ("diffusion", "ar"),
+                  exact_count: bool = False, **decode_kw) -> dict:
+    """Oracle accuracy and embedding cosines of the decoder fed each prior's sample, z_t and the true z_i."""
+    hits: dict[str, list[bool]] = {}
+    cos: dict[str, list[float]] = {}
+    for i in range(0, len(scenes), batch):
+        chunk = scenes[i:i + batch]
+        prompts = [caption(s, seed=seed + i + k) for k, s in enumerate(chunk)]
+        z_true = pipe.clip.encode_image([render(s) for s in chunk])  # (B, D), unit norm
+        feeds = {"text_embedding": pipe.clip.encode_text(prompts), "true_image_embedding": z_true}
+        for kind in priors:
+            feeds[f"{kind}_prior"] = pipe.prior(prompts, seed=seed + i, kind=kind)
+        for name, z in feeds.items():
+            imgs = pipe.decode(z, seed=seed + i, prompts=prompts, **decode_kw)
+            hits.setdefault(name, []).extend(drawn(s.objects, detect(im), exact_count) for s, im in zip(chunk, imgs))
+            cos.setdefault(name, []).extend((F.normalize(z.float(), dim=-1) * z_true).sum(-1).tolist())
+    return {name: {"objects_right": round(float(np.mean(h)), 4),
+                   "cosine_to_true_image_embedding": round(float(np.mean(cos[name])), 4)} for name, h in hits.items()}
+
+
+@torch.no_grad()
+def variations_kept(pipe, scenes: list[Scene], n: int = 2, seed: int = 0, **kw) -> dict:
+    """Share of variations whose oracle reading keeps the source scene's shapes and colours, and how far
+    their pixels move: mean |variation - source| and |variation_a - variation_b| in [0, 1] units."""
+    kept, to_src, between = [], [], []
+    for k, s in enumerate(scenes):
+        src = render(s)
+        vs = pipe.variations(src, n=n, seed=seed + k, **kw)
+        kept.extend(drawn(s.objects, detect(v), exact_count=True) for v in vs)
+        to_src.extend(float(np.abs(_pixels(v) - _pixels(src)).mean()) for v in vs)
+        between.append(float(np.abs(_pixels(vs[0]) - _pixels(vs[1])).mean()))
+    return {"kept_shapes_and_colours": round(float(np.mean(kept)), 4), "n_scenes": len(scenes), "per_scene": n,
+            "mean_abs_pixel_change_vs_source": round(float(np.mean(to_src)), 4),
+            "mean_abs_pixel_difference_between_variations": round(float(np.mean(between)), 4)}
+
+
+@torch.no_grad()
+def interpolation_ends(pipe, pairs: list[tuple[Scene, Scene]], n: int = 3, seed: int = 0, **kw) -> dict:
+    """Share of interpolation ends (theta = 0 and 1, x_T fixed) read as their own input's shapes and colours."""
+    ends = []
+    for k, (a, b) in enumerate(pairs):
+        imgs = pipe.interpolate(render(a), render(b), n=n, seed=seed + k, **kw)
+        ends += [drawn(a.objects, detect(imgs[0]), exact_count=True), drawn(b.objects, detect(imgs[-1]), exact_count=True)]
+    return {"ends_reproduce_input": round(float(np.mean(ends)), 4), "n_pairs": len(pairs)}
+
+
+@torch.no_grad()
+def text_diff_turns(pipe, scenes: list[Scene], src: str = "a red circle", dst: str = "a blue circle",
+                    thetas: Sequence[float] = (0.0, 0.5), **kw) -> dict:
+    """For red circles at the scenes' sizes and places: share of seeds whose text-diff image at each theta
+    reads as a circle, as blue, and as both."""
+    out = {t: {"circle": [], "blue": [], "blue_circle": []} for t in thetas}
+    for k, s in enumerate(scenes):
+        red = replace(s, objects=(replace(s.objects[0], shape="circle", color="red"),))
+        imgs = pipe.text_diff(render(red), src, dst, thetas=list(thetas), seed=k, **kw)
+        for t, im in zip(thetas, imgs):
+            objs = detect(im).objects
+            out[t]["circle"].append(any(o.shape == "circle" for o in objs))
+            out[t]["blue"].append(any(o.color == "blue" for o in objs))
+            out[t]["blue_circle"].append(any(o.shape == "circle" and o.color == "blue" for o in objs))
+    return {"src": src, "dst": dst, "n_seeds": len(scenes),
+            **{f"theta_{t:g}": {k: round(float(np.mean(v)), 4) for k, v in r.items()} for t, r in out.items()}}
+
+
+def figure(pipe, path: str, seed: int = EVAL_SEED + 60) -> None:
+    """One PNG: text -> image for each prior, variations, an interpolation and a text diff (64 px each)."""
+    from PIL import Image, ImageDraw
+
+    prompts = ["a red circle", "a blue square on the left", "a green triangle above a yellow star",
+               "two objects: a purple star and an orange circle"]
+    rows: list[tuple[str, list]] = []
+    for kind in pipe.priors:
+        rows.append((f"{kind} prior", pipe(prompts, seed=seed, prior=kind)))
+    a, b = (render(s) for s in sample_scenes(2, seed=seed, config=PAIR))
+    rows.append(("variations", [a] + pipe.variations(a, n=3, seed=seed)))
+    rows.append(("interpolate", pipe.interpolate(a, b, n=4, seed=seed)))
+    one = sample_scenes(1, seed=seed + 1, config=SINGLE)[0]
+    red = render(replace(one, objects=(replace(one.objects[0], shape="circle", color="red"),)))
+    rows.append(("red -> blue", [red] + pipe.text_diff(red, "a red circle", "a blue circle", thetas=[0.25, 0.5, 0.75],
+                                                       seed=seed)))
+    label, cell = 96, 68
+    sheet = Image.new("RGB", (label + cell * max(len(r) for _, r in rows), cell * len(rows)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for r, (name, imgs) in enumerate(rows):
+        draw.text((4, r * cell + 28), name, fill="black")
+        for c, im in enumerate(imgs):
+            sheet.paste(im.convert("RGB").resize((64, 64)), (label + c * cell + 2, r * cell + 2))
+    sheet.save(path)
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    import argparse
+    import json
+    import sys
+    from pathlib import Path
+
+    from .checkpoints import file_checksum
+    from .pipeline import UnCLIP
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("folder")
+    p.add_argument("--n", type=int, default=200, help="prompts of each kind (single, pair)")
+    p.add_argument("--n-manip", type=int, default=50, help="scenes for variations / text diffs; pairs for interpolation")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--figure", default=None, help="also write the figure sheet here")
+    args = p.parse_args(argv)
+    pipe = UnCLIP.from_pretrained(args.folder, device=args.device)
+    folder = Path(args.folder)
+    out: dict = {"command": "python -m unclip_probe.pipeline_eval " + " ".join(sys.argv[1:] if argv is None else argv),
+                 "checksums": {f.stem: file_checksum(f) for f in sorted(folder.glob("*.safetensors"))},
+                 "n": args.n, "n_manip": args.n_manip, "defaults": "prior guidance 2, 64 steps; decoder guidance 3, "
+                 "25 steps; upsampler 10 steps", "seconds": {}}
+    priors = tuple(pipe.priors)
+    for name, cfg, seed, exact in (("single", SINGLE, EVAL_SEED + 40, False), ("pair", PAIR, EVAL_SEED + 41, True)):
+        t = time.perf_counter()
+        out[f"text_to_image_{name}"] = text_to_image(pipe, sample_scenes(args.n, seed=seed, config=cfg), seed=seed,
+                                                     priors=priors, exact_count=exact)
+        out["seconds"][f"text_to_image_{name}"] = round(time.perf_counter() - t, 1)
+    m = args.n_manip
+    t = time.perf_counter()
+    out["variations"] = variations_kept(pipe, sample_scenes(m, seed=EVAL_SEED + 42, config=PAIR))
+    out["seconds"]["variations"] = round(time.perf_counter() - t, 1)
+    t = time.perf_counter()
+    sc = sample_scenes(2 * m, seed=EVAL_SEED + 43, config=SINGLE)
+    out["interpolation"] = interpolation_ends(pipe, list(zip(sc[::2], sc[1::2])))
+    out["seconds"]["interpolation"] = round(time.perf_counter() - t, 1)
+    t = time.perf_counter()
+    out["text_diff"] = text_diff_turns(pipe, sample_scenes(m, seed=EVAL_SEED + 44, config=SINGLE))
+    out["seconds"]["text_diff"] = round(time.perf_counter() - t, 1)
+    if args.figure:
+        figure(pipe, args.figure)
+    print(json.dumps(out, indent=2))
+    return out
+
+
+if __name__ == "__main__":
+    main()
