@@ -17,6 +17,13 @@ from .diffusion import cfg_denoiser, sample_ddim
 from .models.configs import PriorConfig
 
 
+def _trim(text: Tensor, text_mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Drop trailing padding shared by the whole batch, as the training recipes do (it carries nothing)."""
+    used = text_mask.bool().any(0)  # (L,)
+    L = int(used.nonzero().max()) + 1 if used.any() else 1
+    return text[:, :L], text_mask[:, :L].bool()
+
+
 @torch.no_grad()
 def sample_diffusion_prior(prior, cfg: PriorConfig, z_text: Tensor, text: Tensor, text_mask: Tensor, *,
                            generator: torch.Generator, steps: int = 64, guidance: float = 2.0,
@@ -25,8 +32,7 @@ def sample_diffusion_prior(prior, cfg: PriorConfig, z_text: Tensor, text: Tensor
     z_text (B, D) unit-norm CLIP text embeddings and text (B, L, W) / text_mask (B, L) tokens."""
     B, D = z_text.shape
     scale = math.sqrt(D)
-    L = max(int(text_mask.any(0).nonzero().max()) + 1, 1) if text_mask.any() else 1
-    text, text_mask = text[:, :L], text_mask[:, :L].bool()  # trailing padding carries nothing (as in training)
+    text, text_mask = _trim(text, text_mask)
     rep = lambda a: a.repeat_interleave(candidates, dim=0)  # (B * candidates, ...)  # noqa: E731
     # The caption's part of the sequence is fixed through sampling: encode it once, for the
     # conditional and the caption-dropped rows (see PriorTransformer.encode_prefix).
@@ -53,19 +59,19 @@ def sample_ar_prior(prior, z_text: Tensor, text: Tensor, text_mask: Tensor, *, g
     cfg = prior.cfg
     B = z_text.shape[0]
     dev = z_text.device
+    text, text_mask = _trim(text, text_mask)
     dot = torch.randint(cfg.dot_buckets // 2, cfg.dot_buckets, (B,), generator=generator, device=generator.device).to(dev)
     both = lambda a, b: torch.cat([a, b], dim=0)  # noqa: E731  [cond; uncond], (2B, ...)
-    z2 = both(z_text, torch.zeros_like(z_text))
-    t2, m2 = both(text, text), both(text_mask.bool(), torch.zeros_like(text_mask, dtype=torch.bool))
-    d2 = both(dot, dot)
-    codes = torch.zeros(B, 0, dtype=torch.long, device=dev)
+    logits, cache = prior.start(both(dot, dot), both(z_text, torch.zeros_like(z_text)), both(text, text),
+                                both(text_mask, torch.zeros_like(text_mask)))  # (2B, K)
+    codes = []
     for j in range(cfg.components):
-        inp = torch.cat([codes, torch.zeros(B, 1, dtype=torch.long, device=dev)], dim=1)  # (B, j + 1); last is unused
-        logits = prior(both(inp, inp), d2, z2, t2, m2)[:, j]  # (2B, K)
         cond, uncond = logits[:B], logits[B:]
         probs = torch.softmax((uncond + guidance * (cond - uncond)) / temperature, dim=-1)
         nxt = torch.multinomial(probs.cpu() if generator.device.type == "cpu" else probs, 1, generator=generator)
-        codes = torch.cat([codes, nxt.to(dev)], dim=1)
+        codes.append(nxt.to(dev)[:, 0])
         if callback is not None:
-            callback({"i": j, "steps": cfg.components, "codes": codes})
-    return prior.decode(codes)
+            callback({"i": j, "steps": cfg.components, "codes": torch.stack(codes, 1)})
+        if j + 1 < cfg.components:
+            logits, cache = prior.next_logits(both(codes[-1], codes[-1]), cache)
+    return prior.decode(torch.stack(codes, 1))

@@ -45,6 +45,22 @@ def test_causal_prediction_ignores_later_codes():
     assert torch.allclose(a[:, :5], b[:, :5], atol=1e-5)  # logits for code j see codes < j only
 
 
+def test_cached_one_code_at_a_time_equals_teacher_forcing():
+    m, _, z_i, z_t = _fitted()
+    m.eval()
+    codes = m.encode(z_i[:3])
+    dot = m.dot_bucket((z_i[:3] * z_t[:3]).sum(-1))
+    text = torch.randn(3, 4, 8)
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0], [0, 0, 0, 0]], dtype=torch.bool)  # last: caption dropped
+    full = m(codes, dot, z_t[:3], text, mask)  # (3, 6, 64)
+    logits, cache = m.start(dot, z_t[:3], text, mask)
+    steps = [logits]
+    for j in range(CFG.components - 1):
+        logits, cache = m.next_logits(codes[:, j], cache)
+        steps.append(logits)
+    torch.testing.assert_close(torch.stack(steps, 1), full, atol=1e-5, rtol=1e-5)
+
+
 def test_sampling_is_deterministic_and_unit_norm():
     m, _, _, z_t = _fitted()
     m.eval()

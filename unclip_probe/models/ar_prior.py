@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import bad_input
+from . import kv_cache
 
 
 @dataclass(frozen=True)
@@ -114,3 +115,27 @@ class ARPrior(nn.Module):
         blocked &= ~torch.eye(T, dtype=torch.bool, device=seq.device)[None]  # no fully masked row (dropped caption)
         h = self.blocks(seq, mask=blocked.repeat_interleave(self.cfg.heads, dim=0))  # (B, T, w)
         return self.head(self.norm(h[:, L + 1:]))  # (B, n, K)
+
+    # ------------------------------------------------------------------ sampling, one code at a time
+    # The prefix [text, z_t, dot] and every code drawn so far never see what follows them, so
+    # sampling keeps their keys and values (kv_cache) and runs one new token per code.
+    def start(self, dot: Tensor, z_text: Tensor, text: Tensor, text_mask: Tensor) -> tuple[Tensor, dict]:
+        """(logits of code 0 (B, K), the cache of the prefix [text, z_t, dot]); inputs as in forward."""
+        B, L = text.shape[:2]
+        seq = torch.cat([self.text_proj(text), self.ztext_proj(z_text)[:, None], self.dot_embed(dot)[:, None]],
+                        dim=1) + self.pos[:L + 2]  # (B, L + 2, w)
+        key_ok = torch.cat([text_mask.bool(), torch.ones(B, 2, dtype=torch.bool, device=seq.device)], dim=1)
+        T = L + 2
+        blocked = torch.ones(T, T, dtype=torch.bool, device=seq.device).triu(1)[None] | ~key_ok[:, None, :]
+        blocked &= ~torch.eye(T, dtype=torch.bool, device=seq.device)[None]  # as in forward
+        h, kv = kv_cache.encode(self.blocks, seq, blocked, self.cfg.heads)
+        return self.head(self.norm(h[:, -1])), {"kv": kv, "key_ok": key_ok}
+
+    def next_logits(self, code: Tensor, cache: dict) -> tuple[Tensor, dict]:
+        """Append code (B,) to the cached sequence: (logits of the code after it (B, K), the grown cache)."""
+        key_ok = cache["key_ok"]  # (B, T)
+        B, T = key_ok.shape
+        x = self.code_embed(code)[:, None] + self.pos[T:T + 1]  # (B, 1, w)
+        key_ok = torch.cat([key_ok, torch.ones(B, 1, dtype=torch.bool, device=x.device)], dim=1)  # (B, T + 1)
+        x, new = kv_cache.extend(self.blocks, x, cache["kv"], key_ok[:, None, :], self.cfg.heads)
+        return self.head(self.norm(x[:, -1])), {"kv": torch.cat([cache["kv"], new], dim=4), "key_ok": key_ok}

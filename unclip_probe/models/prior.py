@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import bad_input
+from . import kv_cache
 from .unet import timestep_embedding
 
 
@@ -84,18 +84,8 @@ class PriorTransformer(nn.Module):
         # Every position may see itself, so no row is fully masked (a dropped caption masks
         # all text keys, and a softmax over nothing is NaN).
         blocked &= ~torch.eye(P, dtype=torch.bool, device=h.device)[None]
-        mask = blocked.repeat_interleave(self.cfg.heads, dim=0)  # (B * heads, P, P)
-        kv = []
-        for layer in self.blocks.layers:
-            kv.append(self._qkv(layer, layer.norm1(h))[1:])  # keys and values this layer's suffix reads
-            h = layer(h, src_mask=mask)
-        return {"kv": torch.stack([torch.stack(pair, 1) for pair in kv], 1), "key_ok": key_ok}
-
-    def _qkv(self, layer: nn.TransformerEncoderLayer, a: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """The layer's query, key and value heads of normalised inputs a (B, T, w): each (B, heads, T, head_dim)."""
-        B, T, w = a.shape
-        qkv = F.linear(a, layer.self_attn.in_proj_weight, layer.self_attn.in_proj_bias)  # (B, T, 3w)
-        return tuple(x.view(B, T, self.cfg.heads, -1).transpose(1, 2) for x in qkv.split(w, dim=-1))
+        _, kv = kv_cache.encode(self.blocks, h, blocked, self.cfg.heads)
+        return {"kv": kv, "key_ok": key_ok}
 
     def forward_prefixed(self, z_noisy: Tensor, t: Tensor, prefix: dict[str, Tensor]) -> Tensor:
         """z_i (B, D) from the noised embedding z_noisy (B, D) at timesteps t (B,), given encode_prefix's cache."""
@@ -108,16 +98,8 @@ class PriorTransformer(nn.Module):
             self.query.expand(B, 1, -1),  # (B, 1, w) final query token
         ], dim=1) + self.pos[P:P + 3]
         causal = torch.ones(3, 3, dtype=torch.bool, device=x.device).tril()
-        allowed = torch.cat([key_ok[:, None, :].expand(B, 3, P), causal[None].expand(B, 3, 3)], dim=2)[:, None]
-        for i, layer in enumerate(self.blocks.layers):  # norm_first encoder layers, written out
-            q, k, v = self._qkv(layer, layer.norm1(x))
-            k = torch.cat([prefix["kv"][:, i, 0], k], dim=2)  # (B, heads, P + 3, head_dim)
-            v = torch.cat([prefix["kv"][:, i, 1], v], dim=2)
-            attn = layer.self_attn
-            o = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed,
-                                               dropout_p=attn.dropout if self.training else 0.0)
-            x = x + layer.dropout1(attn.out_proj(o.transpose(1, 2).reshape(B, 3, -1)))
-            x = x + layer.dropout2(layer.linear2(layer.dropout(layer.activation(layer.linear1(layer.norm2(x))))))
+        allowed = torch.cat([key_ok[:, None, :].expand(B, 3, P), causal[None].expand(B, 3, 3)], dim=2)
+        x, _ = kv_cache.extend(self.blocks, x, prefix["kv"], allowed, self.cfg.heads)
         return self.out(self.norm(x[:, -1]))  # (B, D): read at the query token
 
     def forward_full(self, z_noisy: Tensor, t: Tensor, z_text: Tensor, text: Tensor, text_mask: Tensor) -> Tensor:
