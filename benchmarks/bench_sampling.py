@@ -36,19 +36,28 @@ from unclip_probe.world import render, sample_scenes
 
 
 class FirstCall:
-    """Forward hooks that count a module's calls and keep the inputs of its first one."""
+    """Counts the calls of one network entry point and keeps the inputs of the first.
 
-    def __init__(self, module: torch.nn.Module):
-        self.module, self.calls, self.inputs = module, 0, None
-        self._h = module.register_forward_pre_hook(self._pre, with_kwargs=True)
+    The entry point is a method of a module: ``forward`` for the U-Nets and the text
+    transformer, ``encode_prefix`` / ``forward_prefixed`` for the diffusion prior, whose
+    sampler caches the caption prefix and never calls its plain forward. The method is
+    shadowed on the instance while counting, then restored.
+    """
 
-    def _pre(self, module, args, kwargs):
-        self.calls += 1
-        if self.inputs is None:
-            self.inputs = (args, kwargs)
+    def __init__(self, module: torch.nn.Module, method: str = "forward"):
+        self.module, self.method, self.calls, self.inputs = module, method, 0, None
+        self.fn = getattr(module, method)
+
+        def counted(*args, **kwargs):
+            self.calls += 1
+            if self.inputs is None:
+                self.inputs = (args, kwargs)
+            return self.fn(*args, **kwargs)
+
+        setattr(module, method, counted)
 
     def remove(self):
-        self._h.remove()
+        delattr(self.module, self.method)  # the class's method shows through again
 
 
 def _sync(device: torch.device) -> None:
@@ -56,16 +65,16 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def replay_ms(module: torch.nn.Module, inputs, device: torch.device, amp_dtype, reps: int = 20) -> float:
-    """Median pure forward time (ms) of ``module`` on the recorded inputs, under the pipeline's autocast."""
+def replay_ms(fn, inputs, device: torch.device, amp_dtype, reps: int = 20) -> float:
+    """Median pure forward time (ms) of the network call ``fn`` on the recorded inputs, under the pipeline's autocast."""
     args, kwargs = inputs
     times = []
     with torch.no_grad(), autocast(device, amp_dtype):
-        module(*args, **kwargs)  # warm
+        fn(*args, **kwargs)  # warm
         for _ in range(reps):
             _sync(device)
             t = time.perf_counter()
-            module(*args, **kwargs)
+            fn(*args, **kwargs)
             _sync(device)
             times.append(1e3 * (time.perf_counter() - t))
     return statistics.median(times)
@@ -83,16 +92,18 @@ def bench(folder: str, device: str, dtype: str, batch: int, reps: int) -> dict:
             return pipe(prompts, seed=0, prior=prior_kind)  # the pipeline's (and widgets') default steps
         return pipe.decode(z_img, seed=0)
 
-    stages = {"decoder": pipe.decoder}
+    stages = {"decoder": (pipe.decoder, "forward")}
     if pipe.upsampler is not None:
-        stages["upsampler"] = pipe.upsampler
+        stages["upsampler"] = (pipe.upsampler, "forward")
     if prior_kind:
-        stages["prior"] = pipe.priors[prior_kind][0]
+        prior = pipe.priors[prior_kind][0]
+        stages["prior_prefix"] = (prior, "encode_prefix")  # the caption prefix, once per run (cond, uncond)
+        stages["prior"] = (prior, "forward_prefixed")  # each sampling step
         # The text tower's transformer (open_clip CLIP keeps it at .transformer; CustomTextCLIP at .text).
         m = pipe.clip.model
-        stages["clip_text"] = getattr(m, "transformer", None) or m.text
+        stages["clip_text"] = (getattr(m, "transformer", None) or m.text, "forward")
     run()  # warm-up: allocator, kernels, caches
-    hooks = {name: FirstCall(m) for name, m in stages.items()}
+    hooks = {name: FirstCall(m, method) for name, (m, method) in stages.items()}
     run()
     for h in hooks.values():
         h.remove()
@@ -108,7 +119,7 @@ def bench(folder: str, device: str, dtype: str, batch: int, reps: int) -> dict:
     wall = statistics.median(walls)
     per_stage = {}
     for name, h in hooks.items():
-        ms = replay_ms(h.module, h.inputs, dev, pipe.amp_dtype)
+        ms = replay_ms(h.fn, h.inputs, dev, pipe.amp_dtype)
         per_stage[name] = {"forward_ms": round(ms, 3), "calls": h.calls, "forward_total_ms": round(ms * h.calls, 2)}
     compute = sum(s["forward_total_ms"] for s in per_stage.values())
     peak = (torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda"

@@ -149,7 +149,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("folder")
-    p.add_argument("--n", type=int, default=200, help="prompts of each kind (single, pair)")
+    p.add_argument("--n", type=int, default=200, help="single-object prompts")
+    p.add_argument("--n-pair", type=int, default=100, help="two-object prompts")
+    p.add_argument("--etas", type=float, nargs="+", default=[0.5, 1.0], help="DDIM eta of the variations")
     p.add_argument("--n-manip", type=int, default=50, help="scenes for variations / text diffs; pairs for interpolation")
     p.add_argument("--device", default="cpu")
     p.add_argument("--figure", default=None, help="also write the figure sheet here")
@@ -158,17 +160,20 @@ def main(argv: Sequence[str] | None = None) -> dict:
     folder = Path(args.folder)
     out: dict = {"command": "python -m unclip_probe.pipeline_eval " + " ".join(sys.argv[1:] if argv is None else argv),
                  "checksums": {f.stem: file_checksum(f) for f in sorted(folder.glob("*.safetensors"))},
-                 "n": args.n, "n_manip": args.n_manip, "defaults": "prior guidance 2, 64 steps; decoder guidance 3, "
+                 "n": args.n, "n_pair": args.n_pair, "n_manip": args.n_manip, "defaults": "prior guidance 2, 64 steps; decoder guidance 3, "
                  "25 steps; upsampler 10 steps", "seconds": {}}
     priors = tuple(pipe.priors)
-    for name, cfg, seed, exact in (("single", SINGLE, EVAL_SEED + 40, False), ("pair", PAIR, EVAL_SEED + 41, True)):
+    for name, n, cfg, seed, exact in (("single", args.n, SINGLE, EVAL_SEED + 40, False),
+                                      ("pair", args.n_pair, PAIR, EVAL_SEED + 41, True)):
         t = time.perf_counter()
-        out[f"text_to_image_{name}"] = text_to_image(pipe, sample_scenes(args.n, seed=seed, config=cfg), seed=seed,
-                                                     priors=priors, exact_count=exact)
+        out[f"text_to_image_{name}"] = text_to_image(pipe, sample_scenes(n, seed=seed, config=cfg), seed=seed,
+                                                     priors=priors, exact_count=exact, batch=100)
         out["seconds"][f"text_to_image_{name}"] = round(time.perf_counter() - t, 1)
     m = args.n_manip
     t = time.perf_counter()
-    out["variations"] = variations_kept(pipe, sample_scenes(m, seed=EVAL_SEED + 42, config=PAIR))
+    for eta in args.etas:
+        out[f"variations_eta_{eta:g}"] = variations_kept(pipe, sample_scenes(m, seed=EVAL_SEED + 42, config=PAIR),
+                                                         eta=eta)
     out["seconds"]["variations"] = round(time.perf_counter() - t, 1)
     t = time.perf_counter()
     sc = sample_scenes(2 * m, seed=EVAL_SEED + 43, config=SINGLE)

@@ -25,7 +25,9 @@ class ARPriorRecipe:
     data_seed: int = 4
     fit_scenes: int = 8192
     variance: float = 0.99
-    buckets: int = 256
+    # The paper quantises into 1,024 buckets; on our 32 components 64 buckets already reconstruct
+    # embeddings at cosine 0.9954 (256: 0.9957), and 4x fewer classes learn in a CPU budget.
+    buckets: int = 64
     workers: int | None = None
     world: WorldConfig = WorldConfig()
     name: str = "ar_prior"
