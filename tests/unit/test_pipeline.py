@@ -6,44 +6,10 @@ import torch
 from PIL import Image
 
 from unclip_probe import world
-from unclip_probe.checkpoints import save_config, save_weights
-from unclip_probe.clip import build_clip_model, save_clip
 from unclip_probe.errors import ProbeInputError
-from unclip_probe.models.configs import DecoderConfig, PriorConfig, UpsamplerConfig
-from unclip_probe.models.prior import PriorNetConfig, PriorTransformer
-from unclip_probe.models.unet import UNet, UNetConfig
 from unclip_probe.pipeline import UnCLIP, slerp
-from unclip_probe.train.recipes.clip import world_clip_config
 
 pytestmark = pytest.mark.unit
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("stack")
-    torch.manual_seed(0)
-    ccfg = world_clip_config(width=32, layers=1, text_width=32, text_layers=1, embed_dim=16)
-    checksum = save_clip(build_clip_model(ccfg), ccfg, folder)
-    unet = UNetConfig(image_size=32, channels=16, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(16,),
-                      head_channels=16, clip_dim=16, text_dim=32)
-    dcfg = DecoderConfig(unet=unet, clip_checksum=checksum)
-    ucfg = UpsamplerConfig(unet=UNetConfig(image_size=64, in_channels=6, channels=8, channel_mult=(1, 2),
-                                           num_res_blocks=1, attention_resolutions=(), head_channels=8))
-    pcfg = PriorConfig(net=PriorNetConfig(embed_dim=16, text_dim=32, max_text_len=48, width=32, layers=1, heads=2),
-                       clip_checksum=checksum)
-    for name, cfg, net in (("decoder", dcfg, UNet(unet)), ("upsampler", ucfg, UNet(ucfg.unet)),
-                           ("prior", pcfg, PriorTransformer(pcfg.net))):
-        with torch.no_grad():
-            for p in net.parameters():
-                p.add_(0.02 * torch.randn_like(p))
-        save_weights(net.state_dict(), folder / f"{name}.safetensors")
-        save_config(cfg, folder / f"{name}.json")
-    return folder
-
-
-@pytest.fixture(scope="module")
-def pipe(stack):
-    return UnCLIP.from_pretrained(stack, device="cpu")
 
 
 def test_text_to_image_is_deterministic(pipe):

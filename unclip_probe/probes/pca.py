@@ -1,0 +1,131 @@
+"""PCA reconstruction probe (paper §4, Fig. 7): what survives in the first k principal components?
+
+The paper fits PCA on CLIP image embeddings, keeps the first k components of an
+image's embedding, and decodes it with one fixed DDIM seed (k = 20 ... 320 of
+1,024). Here the oracle also reads every decode, so the probe reports, per k,
+how often each attribute of the source (count, shape, colour, size, position,
+note word) comes back: do coarse attributes come first?
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from ..errors import bad_input
+from ..world import SceneSpec, detect, render, sample_scenes
+from .result import ProbeResult
+
+PAPER_KS = (20, 30, 40, 80, 120, 160, 200, 320)  # of the paper's 1,024 dimensions
+PAPER_WIDTH = 1024
+ATTRIBUTES = ("count", "shape", "color", "size", "position", "note")
+
+
+def scaled_ks(width: int) -> list[int]:
+    """The paper's k schedule scaled from 1,024 dimensions to `width` (distinct, at least 1)."""
+    return sorted({max(1, round(k * width / PAPER_WIDTH)) for k in PAPER_KS})
+
+
+def fit_pca(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(mean (D,), components (D, D) as rows, explained-variance ratio (D,)) of embeddings z (N, D)."""
+    mean = z.mean(0)
+    _, S, Vh = torch.linalg.svd(z - mean, full_matrices=False)
+    var = S ** 2
+    return mean, Vh, var / var.sum()
+
+
+def reconstruct(z: torch.Tensor, mean: torch.Tensor, components: torch.Tensor, k: int) -> torch.Tensor:
+    """Unit-norm embeddings (B, D) rebuilt from the first k principal components of z (B, D)."""
+    V = components[:k]  # (k, D)
+    return F.normalize(mean + ((z - mean) @ V.T) @ V, dim=-1)
+
+
+def pca_reconstruction(pipe, images: Sequence | None = None, ks: Sequence[int] | None = None, n_fit: int = 2000,
+                       n_images: int = 8, seed: int = 0, steps: int = 25, guidance: float = 3.0) -> ProbeResult:
+    """Decode each image's CLIP embedding cut to its first k principal components, for every k.
+
+    pipe: an UnCLIP pipeline. images: PIL images or paths (default: n_images world scenes).
+    ks: components to keep (default: the paper's schedule scaled to the embedding width).
+    PCA is fitted on the embeddings of n_fit fresh world scenes. Every decode of an image uses
+    the same noise (one seed), so columns differ only by k. Returns a ProbeResult whose table has
+    one row per k (the last, k = D, is the full embedding) with the explained variance and the
+    share of images whose oracle reading keeps each attribute of the source's reading.
+    """
+    D = pipe.clip.embed_dim
+    ks = scaled_ks(D) if ks is None else list(ks)
+    if not ks or not all(isinstance(k, (int, np.integer)) and 1 <= k <= D for k in ks):
+        raise bad_input("ks", f"expected component counts between 1 and the embedding width {D}, got {ks!r}")
+    if images is None:
+        images = [render(s) for s in sample_scenes(n_images, seed=seed + 1)]
+    images = list(images)
+    if not images:
+        raise bad_input("images", "expected at least one image, got an empty list")
+    fit = pipe.clip.encode_image([render(s) for s in sample_scenes(n_fit, seed=seed)])  # (N, D)
+    mean, comps, ratio = fit_pca(fit)
+    z = pipe.clip.encode_image(images)  # (B, D); errors name `images`
+    full = pipe.decode(z, seed=seed, guidance=guidance, steps=steps)  # k = D: the whole embedding
+    refs = [SceneSpec.from_scene(detect(im)) for im in images]  # the oracle's reading of each source
+    rows, grid = [], []
+    for k in sorted(ks) + [D]:
+        dec = pipe.decode(reconstruct(z, mean, comps, k), seed=seed, guidance=guidance, steps=steps) if k < D else full
+        scores = [ref.score(detect(im)) for ref, im in zip(refs, dec)]
+        rows.append({"k": k, "explained_variance": float(ratio[:k].sum()),
+                     **{a: float(np.mean([s[a] for s in scores])) for a in ATTRIBUTES}})
+        grid.append(dec)
+    table = pd.DataFrame(rows).set_index("k")
+    flat = [grid[c][r] for r in range(len(images)) for c in range(len(grid))] + list(images)
+    return ProbeResult("PCA reconstruction", table, flat, _draw,
+                       meta={"ks": sorted(ks), "width": D, "n_images": len(images), "ratio": ratio.tolist()})
+
+
+def _draw(res: ProbeResult):
+    """Grid (rows: images; columns: k, then the source) beside the explained-variance curve."""
+    import matplotlib.pyplot as plt
+
+    ks = list(res.table.index)
+    n, cols = res.meta["n_images"], len(ks) + 1
+    decoded, sources = res.images[:-n], res.images[-n:]
+    fig = plt.figure(figsize=(1.1 * cols + 3.5, 1.1 * n + 0.6))
+    gs = fig.add_gridspec(n, cols + 3)
+    for r in range(n):
+        for c in range(cols):
+            ax = fig.add_subplot(gs[r, c])
+            ax.imshow(decoded[r * len(ks) + c] if c < len(ks) else sources[r])
+            ax.set_xticks([]), ax.set_yticks([])
+            if r == 0:
+                ax.set_title("source" if c == len(ks) else (f"k={ks[c]}" if c < len(ks) - 1 else "all"), fontsize=8)
+    ax = fig.add_subplot(gs[:, cols + 1:])
+    ax.plot(np.arange(1, res.meta["width"] + 1), np.cumsum(res.meta["ratio"]), color="k", label="explained variance")
+    for a in ATTRIBUTES:
+        ax.plot(ks, res.table[a], marker="o", ms=3, label=a)
+    ax.set_xscale("log"), ax.set_xlabel("components k"), ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=7, title="share of images keeping", title_fontsize=7)
+    return fig
+
+
+if __name__ == "__main__":  # python -m unclip_probe.probes.pca checkpoints/world [--figure F] [--json J]
+    import argparse
+    import json
+    import time
+    from pathlib import Path
+
+    from ..pipeline import UnCLIP
+
+    p = argparse.ArgumentParser(description="PCA reconstruction probe on a world stack")
+    p.add_argument("folder")
+    p.add_argument("--figure", default="notebooks/figures/probe_pca.png")
+    p.add_argument("--json", default="benchmarks/results/probe_pca.json")
+    args = p.parse_args()
+    t = time.perf_counter()
+    pipe = UnCLIP.from_pretrained(args.folder, device="cpu")
+    res = pca_reconstruction(pipe)
+    seconds = time.perf_counter() - t
+    res.figure().savefig(args.figure, dpi=100, bbox_inches="tight")
+    out = {"command": f"python -m unclip_probe.probes.pca {args.folder}", "seconds_with_loading": round(seconds, 1),
+           "defaults": "n_fit 2000, 8 world scenes, decoder 25 steps, guidance 3, one seed",
+           "table": json.loads(res.table.reset_index().to_json(orient="records"))}
+    Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+    print(res.table.round(3).to_string(), f"\n{seconds:.1f} s")
