@@ -1,5 +1,6 @@
 """Probes of the CLIP latent space (DESIGN.md §1, issue 6). Each returns a ProbeResult."""
 from .pca import pca_reconstruction
 from .result import ProbeResult
+from .typographic import attack_images, typographic_attack
 
-__all__ = ["ProbeResult", "pca_reconstruction"]
+__all__ = ["ProbeResult", "attack_images", "pca_reconstruction", "typographic_attack"]

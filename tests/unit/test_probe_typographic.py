@@ -1,0 +1,61 @@
+"""Typographic attack probe (paper §4, Fig. 6): tiny world CLIP and a random open_clip ViT-B-32."""
+import numpy as np
+import open_clip
+import pytest
+import torch
+
+from unclip_probe import world
+from unclip_probe.clip import ClipModel
+from unclip_probe.errors import ProbeInputError
+from unclip_probe.probes.typographic import attack_images, typographic_attack
+
+pytestmark = pytest.mark.unit
+
+
+def _scenes(n=3):
+    return world.sample_scenes(n, seed=4, config=world.WorldConfig(max_objects=1, note_prob=0.0))
+
+
+def test_the_note_lands_in_the_box_and_nowhere_else():
+    img = world.render(_scenes(1)[0])
+    out = attack_images([img], "star", box=(0.5, 0.0, 1.0, 0.25))[0]
+    diff = np.abs(np.asarray(out, dtype=int) - np.asarray(img, dtype=int)).sum(-1)
+    assert diff[:16, 32:].any() and not diff[16:, :].any() and not diff[:, :32].any()
+
+
+def test_probe_on_the_world_clip_adds_the_word_and_scores_oca_and_tcr(pipe):
+    scenes = _scenes()
+    imgs = [world.render(s) for s in scenes]
+    truth = [s.objects[0].shape for s in scenes]
+    res = typographic_attack(pipe.clip, imgs, ["circle", "square", "triangle", "diamond", "cross"], "star",
+                             true_labels=truth)
+    assert res.meta["labels"][-1] == "star" and len(res.images) == 6
+    t = res.table
+    assert list(t["true_label"]) == truth and set(t["prediction_after"]) <= set(res.meta["labels"])
+    assert res.meta["oca_before"] == pytest.approx(np.mean(t["prediction_before"] == truth))
+    assert res.meta["tcr_after"] == pytest.approx(np.mean(t["prediction_after"] == "star"))
+    probs = res.meta["probabilities_after"][res.meta["labels"]].to_numpy()
+    assert np.allclose(probs.sum(1), 1, atol=1e-5)
+    assert "<table" in res.to_html()
+
+
+def test_runs_on_a_random_open_clip_vit_b_32():
+    torch.manual_seed(0)
+    model = open_clip.create_model("ViT-B-32", pretrained=None)
+    clip = ClipModel(model, open_clip.get_tokenizer("ViT-B-32"), image_mean=open_clip.OPENAI_DATASET_MEAN,
+                     image_std=open_clip.OPENAI_DATASET_STD)
+    imgs = [world.render(s) for s in _scenes(2)]
+    res = typographic_attack(clip, imgs, ["Granny Smith", "apple"], "iPod", true_labels=["apple", "apple"],
+                             templates=["a photo of a {}."])
+    assert list(res.table.columns[:3]) == ["true_label", "prediction_before", "prediction_after"]
+    assert 0 <= res.meta["tcr_after"] <= 1
+    with pytest.raises(ProbeInputError, match="^word"):
+        typographic_attack(clip, imgs, ["apple"], "very " * 100 + "long")  # beyond the 77-token context
+
+
+@pytest.mark.parametrize("kw, arg", [({"word": "xylophone"}, "word"), ({"images": []}, "images"),
+                                     ({"true_labels": ["circle"]}, "true_labels")])
+def test_bad_input_is_named(pipe, kw, arg):
+    args = {"images": [world.render(_scenes(1)[0])] * 2, "labels": ["circle", "star"], "word": "square", **kw}
+    with pytest.raises(ProbeInputError, match=f"^{arg}"):
+        typographic_attack(pipe.clip, **args)

@@ -1,0 +1,128 @@
+"""Typographic attack probe (paper §4, Fig. 6): does a written word override what CLIP sees?
+
+The paper pastes a note saying "iPod" on a Granny Smith apple and shows the
+zero-shot probabilities before and after. This probe does the same on any
+images with any ClipModel (the world CLIP or an open_clip model loaded from a
+file): a white note with the attack word at a configurable box, zero-shot
+probabilities over the labels (the word is added as a label when missing, as
+the paper's table has "iPod"), and, when the true labels are given, object
+classification accuracy (OCA) before and after and the text capture rate (TCR:
+share of attacked predictions that follow the written word).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ProbeInputError, bad_input
+from ..world import draw_note
+from ..world.oracle import as_rgb_array
+from .result import ProbeResult
+
+DEFAULT_BOX = (0.5, 0.04, 0.96, 0.3)  # (x0, y0, x1, y1) as fractions of the image: a note at the top right
+
+
+def attack_images(images: Sequence, word: str, box: tuple[float, float, float, float] = DEFAULT_BOX) -> list:
+    """Copies of the images (PIL or paths) with a note saying `word` at `box`, given as fractions of each image."""
+    from PIL import Image
+
+    out = []
+    for im in images:
+        pil = Image.fromarray(np.clip(as_rgb_array(im, "images") + 0.5, 0, 255).astype(np.uint8))
+        w, h = pil.size
+        out.append(draw_note(pil, word, (box[0] * w, box[1] * h, box[2] * w, box[3] * h)))
+    return out
+
+
+def typographic_attack(clip, images: Sequence, labels: Sequence[str], word: str,
+                       true_labels: Sequence[str] | None = None, box: tuple[float, float, float, float] = DEFAULT_BOX,
+                       templates: Sequence[str] = ("a {}",)) -> ProbeResult:
+    """Zero-shot probabilities of each image before and after a note saying `word` is pasted on it.
+
+    Table: one row per image with the prediction and the probabilities of its true label (when
+    given) and of the word, before and after. meta: OCA before / after and TCR after (with
+    true_labels). images: PIL images or paths; labels: class names filled into the templates.
+    """
+    images = list(images)
+    if not images:
+        raise bad_input("images", "expected at least one image, got an empty list")
+    if not isinstance(word, str) or not word.strip():
+        raise bad_input("word", f"expected a non-empty attack word, got {word!r}")
+    try:  # the word must fit the model's vocabulary and context in every template
+        clip.tokenize([t.format(word) for t in templates])
+    except ProbeInputError as err:
+        raise bad_input("word", f"{word!r} cannot be read by this model's tokenizer ({err})") from None
+    labels = list(labels) + ([word] if word not in labels else [])
+    if true_labels is not None and (len(true_labels) != len(images) or not set(true_labels) <= set(labels)):
+        raise bad_input("true_labels", "expected one label per image, each among the labels")
+    attacked = attack_images(images, word, box)
+    before = clip.zero_shot(images, labels, templates)
+    after = clip.zero_shot(attacked, labels, templates)
+    table = pd.DataFrame({"prediction_before": before["prediction"], "prediction_after": after["prediction"],
+                          f"p_{word}_before": before[word], f"p_{word}_after": after[word]})
+    meta: dict = {"word": word, "labels": labels, "box": box,
+                  "tcr_after": float(np.mean(after["prediction"] == word)),
+                  "probabilities_before": before, "probabilities_after": after}
+    if true_labels is not None:
+        true = list(true_labels)
+        table.insert(0, "true_label", true)
+        table["p_true_before"] = [before.loc[i, t] for i, t in enumerate(true)]
+        table["p_true_after"] = [after.loc[i, t] for i, t in enumerate(true)]
+        meta["oca_before"] = float(np.mean(before["prediction"] == true))
+        meta["oca_after"] = float(np.mean(after["prediction"] == true))
+    return ProbeResult("Typographic attack", table, images + attacked, _draw, meta)
+
+
+def _draw(res: ProbeResult):
+    """The first image before and after the attack, and its probabilities over the labels."""
+    import matplotlib.pyplot as plt
+
+    n = len(res.images) // 2
+    fig, axes = plt.subplots(1, 3, figsize=(9, 2.8), gridspec_kw={"width_ratios": [1, 1, 2]})
+    for ax, im, title in ((axes[0], res.images[0], "image"), (axes[1], res.images[n], f'note "{res.meta["word"]}"')):
+        ax.imshow(im), ax.set_title(title, fontsize=9), ax.set_xticks([]), ax.set_yticks([])
+    labels = res.meta["labels"]
+    y = np.arange(len(labels))
+    axes[2].barh(y - 0.2, res.meta["probabilities_before"].loc[0, labels], 0.4, label="before")
+    axes[2].barh(y + 0.2, res.meta["probabilities_after"].loc[0, labels], 0.4, label="after")
+    axes[2].set_yticks(y, labels, fontsize=8), axes[2].set_xlim(0, 1), axes[2].legend(fontsize=8)
+    axes[2].set_xlabel("zero-shot probability")
+    fig.tight_layout()
+    return fig
+
+
+if __name__ == "__main__":  # python -m unclip_probe.probes.typographic checkpoints/world [--n 200] [--word star]
+    import argparse
+    import json
+    import time
+    from pathlib import Path
+
+    from ..clip import load_clip
+    from ..world import SHAPES, WorldConfig, render, sample_scenes
+    from ..world.spec import cell_of
+
+    p = argparse.ArgumentParser(description="Typographic attack probe on a world CLIP")
+    p.add_argument("folder")
+    p.add_argument("--n", type=int, default=200)
+    p.add_argument("--word", default="star")
+    p.add_argument("--figure", default="notebooks/figures/probe_typographic.png")
+    p.add_argument("--json", default="benchmarks/results/probe_typographic.json")
+    args = p.parse_args()
+    t = time.perf_counter()
+    clip = load_clip(args.folder)
+    # Objects that are not what the note says, and that the default note (top right) does not cover.
+    scenes = [s for s in sample_scenes(3 * args.n, seed=2026, config=WorldConfig(max_objects=1, note_prob=0.0))
+              if s.objects[0].shape != args.word and cell_of(s.objects[0].position)[0] > 0][:args.n]
+    res = typographic_attack(clip, [render(s) for s in scenes], list(SHAPES), args.word,
+                             true_labels=[s.objects[0].shape for s in scenes], templates=["a {}"])
+    seconds = time.perf_counter() - t
+    res.figure().savefig(args.figure, dpi=100, bbox_inches="tight")
+    out = {"command": f"python -m unclip_probe.probes.typographic {args.folder} --n {args.n} --word {args.word}",
+           "seconds_with_loading": round(seconds, 1), "n": len(scenes), "word": args.word,
+           **{k: round(res.meta[k], 4) for k in ("oca_before", "oca_after", "tcr_after")},
+           "mean_p_word_before": round(float(res.table[f"p_{args.word}_before"].mean()), 4),
+           "mean_p_word_after": round(float(res.table[f"p_{args.word}_after"].mean()), 4)}
+    Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps(out, indent=2))
