@@ -72,6 +72,14 @@ class ClipConfig:
         return WorldTokenizer(self.tokenizer_words, self.context_length)
 
 
+def trim_padding(text: Tensor, text_mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Token features (B, L, W) and mask (B, L) cut after the last position any caption uses: trailing
+    padding carries nothing, and the priors train and sample on the shorter sequence."""
+    used = text_mask.bool().any(0)  # (L,)
+    L = int(used.nonzero().max()) + 1 if used.any() else 1
+    return text[:, :L], text_mask[:, :L].bool()
+
+
 # ----------------------------------------------------------------------------- building
 _REGISTERED: dict[str, str] = {}  # name -> JSON text of the config registered with open_clip
 _CONFIG_DIR: list[Path] = []

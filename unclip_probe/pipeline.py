@@ -29,7 +29,7 @@ from .clip import ClipModel, load_clip
 from .decode import decode_images, invert_images, to_unit, upsample_images
 from .device import autocast, resolve_device, resolve_dtype
 from .errors import bad_input, one_of
-from .world.oracle import as_rgb_array
+from .world.oracle import as_rgb_image
 from .stages import load_decoder, load_unet_stage, load_upsampler
 
 PRIOR_KINDS = ("diffusion", "ar")
@@ -189,14 +189,13 @@ class UnCLIP:
         if isinstance(image, Image.Image) and ("A" in image.mode or "transparency" in image.info):
             warnings.warn(f"image: mode {image.mode} converted to RGB; transparency is dropped (not composited)",
                           stacklevel=3)
-        arr = as_rgb_array(image, "image")  # converts modes; errors name `image`
+        pil = as_rgb_image(image, "image")  # converts modes; errors name `image`
         S = self.decoder_cfg.unet.image_size
-        H, W = arr.shape[:2]
+        W, H = pil.size
         if H != W:  # the decoder draws squares; crop the centre as CLIP's preprocessing does
             k = min(H, W)
-            arr = arr[(H - k) // 2:(H - k) // 2 + k, (W - k) // 2:(W - k) // 2 + k]
+            pil = pil.crop(((W - k) // 2, (H - k) // 2, (W - k) // 2 + k, (H - k) // 2 + k))
             warnings.warn(f"image: {W}x{H} is not square; its centre {k}x{k} is used", stacklevel=3)
-        pil = Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8))
         x0 = torch.from_numpy(np.array(pil.resize((S, S), Image.BOX))).permute(2, 0, 1)[None].float() / 127.5 - 1
         z = self.clip.encode_image([pil])
         return x0.to(self.device), z

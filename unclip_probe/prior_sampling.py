@@ -12,16 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .clip import trim_padding
 from .decode import schedule_of
 from .diffusion import cfg_denoiser, sample_ddim
 from .models.configs import PriorConfig
-
-
-def _trim(text: Tensor, text_mask: Tensor) -> tuple[Tensor, Tensor]:
-    """Drop trailing padding shared by the whole batch, as the training recipes do (it carries nothing)."""
-    used = text_mask.bool().any(0)  # (L,)
-    L = int(used.nonzero().max()) + 1 if used.any() else 1
-    return text[:, :L], text_mask[:, :L].bool()
 
 
 @torch.no_grad()
@@ -32,7 +26,7 @@ def sample_diffusion_prior(prior, cfg: PriorConfig, z_text: Tensor, text: Tensor
     z_text (B, D) unit-norm CLIP text embeddings and text (B, L, W) / text_mask (B, L) tokens."""
     B, D = z_text.shape
     scale = math.sqrt(D)
-    text, text_mask = _trim(text, text_mask)
+    text, text_mask = trim_padding(text, text_mask)
     rep = lambda a: a.repeat_interleave(candidates, dim=0)  # (B * candidates, ...)  # noqa: E731
     # The caption's part of the sequence is fixed through sampling: encode it once, for the
     # conditional and the caption-dropped rows (see PriorTransformer.encode_prefix).
@@ -59,7 +53,7 @@ def sample_ar_prior(prior, z_text: Tensor, text: Tensor, text_mask: Tensor, *, g
     cfg = prior.cfg
     B = z_text.shape[0]
     dev = z_text.device
-    text, text_mask = _trim(text, text_mask)
+    text, text_mask = trim_padding(text, text_mask)
     dot = torch.randint(cfg.dot_buckets // 2, cfg.dot_buckets, (B,), generator=generator, device=generator.device).to(dev)
     both = lambda a, b: torch.cat([a, b], dim=0)  # noqa: E731  [cond; uncond], (2B, ...)
     logits, cache = prior.start(both(dot, dot), both(z_text, torch.zeros_like(z_text)), both(text, text),

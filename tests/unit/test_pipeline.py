@@ -138,6 +138,44 @@ def test_text_to_image_scores_a_perfect_decoder_as_right_and_true_embeddings_at_
     assert res["text_embedding"]["cosine_to_true_image_embedding"] < 0.999
 
 
+class _Stub:
+    """A pipeline whose manipulations return fixed pictures, so the metrics' verdicts are known."""
+
+    def __init__(self, variation=None, ends=None, diffed=None):
+        self.variation, self.ends, self.diffed = variation, ends, diffed
+
+    def variations(self, image, n, seed=0, **kw):
+        return [self.variation or image] * n
+
+    def interpolate(self, a, b, n, seed=0, **kw):
+        return [a] + [a] * (n - 2) + [b] if self.ends is None else self.ends(a, b, n)
+
+    def text_diff(self, image, src, dst, thetas, seed=0, **kw):
+        return [image if t == 0 else self.diffed for t in thetas]
+
+
+def test_manipulation_metrics_give_known_verdicts():
+    from unclip_probe.pipeline_eval import PAIR, SINGLE, interpolation_ends, text_diff_turns, variations_kept
+
+    pairs = world.sample_scenes(3, seed=1, config=PAIR)
+    same = variations_kept(_Stub(), pairs)  # variations identical to the source: kept, no pixel change
+    assert same["kept_shapes_and_colours"] == 1.0 and same["mean_abs_pixel_change_vs_source"] == 0.0
+    blank = world.render(world.Scene(objects=()))  # an empty canvas keeps nothing and changes pixels
+    other = variations_kept(_Stub(variation=blank), pairs)
+    assert other["kept_shapes_and_colours"] == 0.0 and other["mean_abs_pixel_change_vs_source"] > 0
+
+    singles = world.sample_scenes(4, seed=2, config=SINGLE)
+    pairs_ab = list(zip(singles[::2], singles[1::2]))
+    assert interpolation_ends(_Stub(), pairs_ab)["ends_reproduce_input"] == 1.0
+    assert interpolation_ends(_Stub(ends=lambda a, b, n: [b] * n), pairs_ab)["ends_reproduce_input"] == 0.5
+
+    one = singles[0]
+    blue_circle = world.render(replace(one, objects=(replace(one.objects[0], shape="circle", color="blue"),)))
+    td = text_diff_turns(_Stub(diffed=blue_circle), singles)
+    assert td["theta_0.5"] == {"circle": 1.0, "blue": 1.0, "blue_circle": 1.0}
+    assert td["theta_0"]["blue"] == 0.0 and td["theta_0"]["circle"] == 1.0  # the red circle itself
+
+
 def test_manipulation_metrics_run_on_the_tiny_stack(pipe):
     from unclip_probe.pipeline_eval import SINGLE, interpolation_ends, text_diff_turns, variations_kept
 

@@ -5,6 +5,7 @@ import torch
 from unclip_probe.errors import ProbeInputError
 from unclip_probe.models.configs import PriorConfig
 from unclip_probe.models.prior import PriorNetConfig, PriorTransformer
+from unclip_probe.models.unet import timestep_embedding
 from unclip_probe.prior_sampling import sample_diffusion_prior
 
 pytestmark = pytest.mark.unit
@@ -29,17 +30,33 @@ def test_reads_only_real_text_tokens_and_survives_a_dropped_caption():
     assert dropped.isfinite().all()
 
 
+def one_pass(net, z_noisy, t, z_text, text, text_mask):
+    """The paper's sequence in one pass through the net's nn.TransformerEncoder: the reference that
+    encode_prefix + forward_prefixed (the KV-cached split) must equal."""
+    B, L = text.shape[:2]
+    w, heads = net.cfg.width, net.cfg.heads
+    seq = torch.cat([net.text_proj(text), net.ztext_proj(z_text)[:, None],
+                     net.time_proj(timestep_embedding(t, w))[:, None], net.zimg_proj(z_noisy)[:, None],
+                     net.query.expand(B, 1, -1)], dim=1) + net.pos[: L + 4]
+    T = L + 4
+    pad = torch.cat([~text_mask.bool(), torch.zeros(B, 4, dtype=torch.bool)], dim=1)  # (B, T)
+    blocked = torch.ones(T, T, dtype=torch.bool).triu(1)[None] | pad[:, None, :]
+    blocked &= ~torch.eye(T, dtype=torch.bool)[None]
+    h = net.blocks(seq, mask=blocked.repeat_interleave(heads, dim=0))
+    return net.out(net.norm(h[:, -1]))
+
+
 @pytest.mark.parametrize("train", [False, True])
 def test_prefix_cached_forward_equals_the_one_pass_sequence(train):
     net = _net().train(train)  # dropout is 0, so train mode differs only in the encoder's code path
     z, t, zt = torch.randn(3, 16), torch.tensor([0, 500, 999]), torch.randn(3, 16)
     text = torch.randn(3, 5, 12)
     mask = torch.tensor([[1, 1, 0, 0, 0], [1, 1, 1, 1, 1], [0, 0, 0, 0, 0]], dtype=torch.bool)  # last: dropped
-    torch.testing.assert_close(net(z, t, zt, text, mask), net.forward_full(z, t, zt, text, mask), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(net(z, t, zt, text, mask), one_pass(net, z, t, zt, text, mask), atol=1e-5, rtol=1e-5)
     prefix = net.encode_prefix(zt, text, mask)
     assert prefix["kv"].shape == (3, NET.layers, 2, NET.heads, 6, NET.width // NET.heads)
     z2, t2 = torch.randn(3, 16), torch.tensor([10, 20, 30])  # the same prefix serves any step
-    torch.testing.assert_close(net.forward_prefixed(z2, t2, prefix), net.forward_full(z2, t2, zt, text, mask),
+    torch.testing.assert_close(net.forward_prefixed(z2, t2, prefix), one_pass(net, z2, t2, zt, text, mask),
                                atol=1e-5, rtol=1e-5)
 
 

@@ -71,7 +71,7 @@ class PriorTransformer(nn.Module):
     # sees the timestep or the noised embedding, so its attention keys and values are the same at
     # every sampling step: the sampler computes them once (a KV cache) and each of its steps runs
     # only the three suffix tokens [timestep, noised z_i, query] against them. Training goes
-    # through the same two calls; forward_full is the one-pass reference the tests compare with.
+    # through the same two calls; tests/unit/test_prior.py compares them with a one-pass reference.
     def encode_prefix(self, z_text: Tensor, text: Tensor, text_mask: Tensor) -> dict[str, Tensor]:
         """{"kv": per-layer keys and values of the prefix (B, layers, 2, heads, L + 1, head_dim),
         "key_ok": which prefix positions may be attended (B, L + 1)}."""
@@ -101,25 +101,3 @@ class PriorTransformer(nn.Module):
         allowed = torch.cat([key_ok[:, None, :].expand(B, 3, P), causal[None].expand(B, 3, 3)], dim=2)
         x, _ = kv_cache.extend(self.blocks, x, prefix["kv"], allowed, self.cfg.heads)
         return self.out(self.norm(x[:, -1]))  # (B, D): read at the query token
-
-    def forward_full(self, z_noisy: Tensor, t: Tensor, z_text: Tensor, text: Tensor, text_mask: Tensor) -> Tensor:
-        """The paper's sequence in one pass through nn.TransformerEncoder (reference for forward)."""
-        self._check(z_noisy, z_text, text)
-        B, L = text.shape[:2]
-        seq = torch.cat([
-            self.text_proj(text),  # (B, L, w) encoded text
-            self.ztext_proj(z_text)[:, None],  # (B, 1, w) CLIP text embedding
-            self.time_proj(timestep_embedding(t, self.cfg.width))[:, None],  # (B, 1, w) timestep
-            self.zimg_proj(z_noisy)[:, None],  # (B, 1, w) noised image embedding
-            self.query.expand(B, 1, -1),  # (B, 1, w) final query token
-        ], dim=1) + self.pos[: L + 4]
-        T = L + 4
-        causal = torch.ones(T, T, dtype=torch.bool, device=seq.device).triu(1)  # True = blocked
-        pad = torch.cat([~text_mask.bool(), torch.zeros(B, 4, dtype=torch.bool, device=seq.device)], dim=1)  # (B, T)
-        blocked = causal[None] | pad[:, None, :]  # (B, T, T)
-        # Every position may see itself, so no row is fully masked (a dropped caption masks
-        # all text keys, and a softmax over nothing is NaN).
-        blocked &= ~torch.eye(T, dtype=torch.bool, device=seq.device)[None]
-        mask = blocked.repeat_interleave(self.cfg.heads, dim=0)  # (B * heads, T, T)
-        h = self.blocks(seq, mask=mask)  # (B, T, w)
-        return self.out(self.norm(h[:, -1]))  # (B, D): read at the query token

@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..errors import ProbeInputError, bad_input
 from ..world import draw_note
-from ..world.oracle import as_rgb_array
+from ..world.oracle import as_rgb_image
 from .result import ProbeResult
 
 DEFAULT_BOX = (0.5, 0.04, 0.96, 0.3)  # (x0, y0, x1, y1) as fractions of the image: a note at the top right
@@ -26,11 +26,9 @@ DEFAULT_BOX = (0.5, 0.04, 0.96, 0.3)  # (x0, y0, x1, y1) as fractions of the ima
 
 def attack_images(images: Sequence, word: str, box: tuple[float, float, float, float] = DEFAULT_BOX) -> list:
     """Copies of the images (PIL or paths) with a note saying `word` at `box`, given as fractions of each image."""
-    from PIL import Image
-
     out = []
     for im in images:
-        pil = Image.fromarray(np.clip(as_rgb_array(im, "images") + 0.5, 0, 255).astype(np.uint8))
+        pil = as_rgb_image(im, "images")
         w, h = pil.size
         out.append(draw_note(pil, word, (box[0] * w, box[1] * h, box[2] * w, box[3] * h)))
     return out

@@ -18,7 +18,7 @@ from PIL import Image
 from scipy import ndimage
 
 from ..errors import bad_input
-from .render import downsample, note_patch, sprite
+from .render import downsample, note_patch, sprite, to_uint8
 from .spec import (
     BACKGROUNDS, CELL_CENTERS, CELL_EDGES, COLORS, NOTE_PAPER, NOTE_WORDS, OBJECT_SIZES, SHAPES, SIZE,
     SIZE_RADIUS, SIZES, Note, Obj, Scene, position_of,
@@ -60,6 +60,11 @@ def as_rgb_array(image, argument: str = "image") -> np.ndarray:
             return image.astype(np.float32)
         return np.clip(image.astype(np.float32) * 255.0, 0, 255)
     raise bad_input(argument, f"expected a PIL image, a path, an (H, W, 3) array or a (3, H, W) tensor, got {type(image).__name__}")
+
+
+def as_rgb_image(image, argument: str = "image") -> Image.Image:
+    """Any image the library accepts (see as_rgb_array) as an RGB PIL image; errors name `argument`."""
+    return Image.fromarray(to_uint8(as_rgb_array(image, argument)), "RGB")
 
 
 def _working_resolution(arr: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
-from ...clip import load_clip
+from ...clip import load_clip, trim_padding
 from ...models.ar_prior import ARPrior, ARPriorConfig
 from ...world.spec import WorldConfig
 from ..data import BatchRenderer
@@ -64,12 +64,11 @@ class ARPriorRecipe:
         sl = rank_slice(self.batch_size, rank, world_size)
         imgs, caps, _ = self.renderer.get(step, sl.start, sl.stop)
         z_i = self.clip.encode_image(torch.from_numpy(imgs[64]).float() / 255.0)
-        z_t = self.clip.encode_text(caps)
-        text, mask = self.clip.encode_text_tokens(caps)
-        L = int(mask.sum(1).max())
+        z_t, text, mask = self.clip.encode_text_and_tokens(caps)  # one text pass
+        text, mask = trim_padding(text, mask)  # as the sampler does
         codes = self._fitted.encode(z_i)  # (B, k)
         dot = self._fitted.dot_bucket((z_i * z_t).sum(-1))  # (B,)
-        return codes.to(device), dot.to(device), z_t.to(device), text[:, :L].to(device), mask[:, :L].to(device)
+        return codes.to(device), dot.to(device), z_t.to(device), text.to(device), mask.to(device)
 
     def loss(self, model, batch, generator):
         codes, dot, z_t, text, mask = batch

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from ...checkpoints import init_from_file
-from ...clip import load_clip
+from ...clip import load_clip, trim_padding
 from ...decode import schedule_of
 from ...diffusion import diffusion_loss
 from ...models.configs import PriorConfig
@@ -54,10 +54,9 @@ class PriorRecipe:
         sl = rank_slice(self.batch_size, rank, world_size)
         imgs, caps, _ = self.renderer.get(step, sl.start, sl.stop)
         z_i = self.clip.encode_image(torch.from_numpy(imgs[64]).float() / 255.0) * self.scale  # (B, D)
-        z_t = self.clip.encode_text(caps) * self.scale  # (B, D)
-        text, mask = self.clip.encode_text_tokens(caps)  # (B, L, W), (B, L)
-        L = int(mask.sum(1).max())  # trailing padding carries nothing; keep the sequence short
-        return z_i.to(device), z_t.to(device), text[:, :L].to(device), mask[:, :L].to(device)
+        z_t, text, mask = self.clip.encode_text_and_tokens(caps)  # (B, D), (B, L, W), (B, L): one text pass
+        text, mask = trim_padding(text, mask)  # as the sampler does
+        return z_i.to(device), (z_t * self.scale).to(device), text.to(device), mask.to(device)
 
     def loss(self, model, batch, generator):
         z_i, z_t, text, mask = batch
