@@ -138,10 +138,12 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--threads", type=int, default=2, help="CPU threads (the widget target is for 2 cores)")
     p.add_argument("--out", default="benchmarks/results/bench_sampling.json")
+    p.add_argument("--devices", default="cpu,cuda", help="comma-separated; cuda is skipped where absent")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    configs = [("cpu", "fp32")]
-    if torch.cuda.is_available():
+    wanted = args.devices.split(",")
+    configs = [("cpu", "fp32")] if "cpu" in wanted else []
+    if torch.cuda.is_available() and "cuda" in wanted:
         configs += [("cuda", "fp32"), ("cuda", "bf16"), ("cuda", "fp16")]
     results = [bench(args.checkpoints, d, t, args.batch, args.reps) for d, t in configs]
     out = {"command": "python benchmarks/bench_sampling.py", "checkpoints": args.checkpoints,

@@ -317,7 +317,11 @@ class ClipModel:
         self.embed_dim: int = int(dim) if dim else int(self.encode_text("a").shape[-1])
 
     def to(self, device: torch.device | str) -> "ClipModel":
-        """Move the network and its normalisation to ``device`` (in place); returns self."""
+        """Move the network and its normalisation to ``device`` (in place); returns self.
+
+        Cheap when already there, so training recipes call it on every batch."""
+        if resolve_device(device) == self.device:
+            return self
         self.device = resolve_device(device)
         self.model.to(self.device)
         self._mean, self._std = self._mean.to(self.device), self._std.to(self.device)

@@ -32,8 +32,9 @@ def decode_scenes(unet, cfg, clip, scenes, *, steps, guidance, with_caption, see
         text, mask = clip.encode_text_tokens([caption(s, seed=k) for k, s in enumerate(chunk)])
         if not with_caption:
             mask = torch.zeros_like(mask)
-        g = torch.Generator().manual_seed(seed + i)
+        g = torch.Generator().manual_seed(seed + i)  # drawn on the CPU: the same noise on every device
         x_T = torch.randn(len(chunk), 3, cfg.unet.image_size, cfg.unet.image_size, generator=g)
+        x_T = x_T.to(next(unet.parameters()).device)
         x = decode_images(unet, cfg, z, text, mask, x_T=x_T, steps=steps, guidance=guidance)
         out.extend(to_unit(x).cpu())
     return out

@@ -185,3 +185,16 @@ def test_manipulation_metrics_run_on_the_tiny_stack(pipe):
     assert interpolation_ends(pipe, [(sc[0], sc[1])], steps=2)["n_pairs"] == 1
     td = text_diff_turns(pipe, sc, steps=2)
     assert td["n_seeds"] == 2 and set(td["theta_0.5"]) == {"circle", "blue", "blue_circle"}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_cuda_same_seed_same_images(stack, dtype):
+    import numpy as np
+
+    gpu = UnCLIP.from_pretrained(stack, device="cuda", dtype=dtype)
+    assert gpu.device.type == "cuda"
+    run = lambda seed: [np.asarray(im) for im in gpu(["a red circle", "a blue star"], seed=seed, steps=4, prior_steps=4)]
+    a, b, c = run(3), run(3), run(4)
+    assert all((x == y).all() for x, y in zip(a, b))  # issue 5: same seed, same device -> same images
+    assert any((x != z).any() for x, z in zip(a, c))  # and the seed matters

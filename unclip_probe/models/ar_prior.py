@@ -56,6 +56,10 @@ class ARPrior(nn.Module):
         self.ztext_proj = nn.Linear(D, w)
         self.dot_embed = nn.Embedding(cfg.dot_buckets, w)
         self.code_embed = nn.Embedding(cfg.buckets, w)
+        # Positions: text tokens 0 .. L-1; z_t, the dot token and the codes always max_text_len + j, so
+        # they sit at the same positions however long the (trimmed) caption batch is. Counting them on
+        # from L tied them to the batch's longest caption: a GPU run at batch 256, whose batches were all
+        # about 40 tokens long, learnt those positions only and sampled garbage for short captions.
         self.pos = nn.Parameter(torch.randn(cfg.max_text_len + 2 + k, w) * 0.01)
         layer = nn.TransformerEncoderLayer(w, cfg.heads, 4 * w, 0.0, activation="gelu", batch_first=True, norm_first=True)
         self.blocks = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
@@ -106,10 +110,11 @@ class ARPrior(nn.Module):
                                      f"W) and z_text (B, {self.cfg.embed_dim}); got {tuple(codes.shape)}, "
                                      f"{tuple(text.shape)}, {tuple(z_text.shape)}")
         # Inputs: prefix [text, z_t, dot], then codes 0 .. n-2; outputs from the dot token on predict codes 0 .. n-1.
-        seq = torch.cat([self.text_proj(text), self.ztext_proj(z_text)[:, None], self.dot_embed(dot)[:, None],
-                         self.code_embed(codes[:, :-1])], dim=1)  # (B, L + 2 + n - 1, w)
-        T = seq.shape[1]
-        seq = seq + self.pos[:T]
+        M = self.cfg.max_text_len
+        after = torch.cat([self.ztext_proj(z_text)[:, None], self.dot_embed(dot)[:, None],
+                           self.code_embed(codes[:, :-1])], dim=1)  # (B, 2 + n - 1, w)
+        seq = torch.cat([self.text_proj(text) + self.pos[:L], after + self.pos[M:M + after.shape[1]]], dim=1)
+        T = seq.shape[1]  # L + 2 + n - 1
         pad = torch.cat([~text_mask.bool(), torch.zeros(B, T - L, dtype=torch.bool, device=seq.device)], dim=1)
         blocked = torch.ones(T, T, dtype=torch.bool, device=seq.device).triu(1)[None] | pad[:, None, :]
         blocked &= ~torch.eye(T, dtype=torch.bool, device=seq.device)[None]  # no fully masked row (dropped caption)
@@ -122,20 +127,24 @@ class ARPrior(nn.Module):
     def start(self, dot: Tensor, z_text: Tensor, text: Tensor, text_mask: Tensor) -> tuple[Tensor, dict]:
         """(logits of code 0 (B, K), the cache of the prefix [text, z_t, dot]); inputs as in forward."""
         B, L = text.shape[:2]
-        seq = torch.cat([self.text_proj(text), self.ztext_proj(z_text)[:, None], self.dot_embed(dot)[:, None]],
-                        dim=1) + self.pos[:L + 2]  # (B, L + 2, w)
+        M = self.cfg.max_text_len
+        seq = torch.cat([self.text_proj(text) + self.pos[:L],
+                         torch.stack([self.ztext_proj(z_text), self.dot_embed(dot)], dim=1) + self.pos[M:M + 2]],
+                        dim=1)  # (B, L + 2, w)
         key_ok = torch.cat([text_mask.bool(), torch.ones(B, 2, dtype=torch.bool, device=seq.device)], dim=1)
         T = L + 2
         blocked = torch.ones(T, T, dtype=torch.bool, device=seq.device).triu(1)[None] | ~key_ok[:, None, :]
         blocked &= ~torch.eye(T, dtype=torch.bool, device=seq.device)[None]  # as in forward
         h, kv = kv_cache.encode(self.blocks, seq, blocked, self.cfg.heads)
-        return self.head(self.norm(h[:, -1])), {"kv": kv, "key_ok": key_ok}
+        return self.head(self.norm(h[:, -1])), {"kv": kv, "key_ok": key_ok, "text_len": L}
 
     def next_logits(self, code: Tensor, cache: dict) -> tuple[Tensor, dict]:
         """Append code (B,) to the cached sequence: (logits of the code after it (B, K), the grown cache)."""
         key_ok = cache["key_ok"]  # (B, T)
         B, T = key_ok.shape
-        x = self.code_embed(code)[:, None] + self.pos[T:T + 1]  # (B, 1, w)
+        j = self.cfg.max_text_len + T - cache["text_len"]  # its position: after the text, as in forward
+        x = self.code_embed(code)[:, None] + self.pos[j:j + 1]  # (B, 1, w)
         key_ok = torch.cat([key_ok, torch.ones(B, 1, dtype=torch.bool, device=x.device)], dim=1)  # (B, T + 1)
         x, new = kv_cache.extend(self.blocks, x, cache["kv"], key_ok[:, None, :], self.cfg.heads)
-        return self.head(self.norm(x[:, -1])), {"kv": torch.cat([cache["kv"], new], dim=4), "key_ok": key_ok}
+        return self.head(self.norm(x[:, -1])), {"kv": torch.cat([cache["kv"], new], dim=4), "key_ok": key_ok,
+                                                "text_len": cache["text_len"]}

@@ -64,12 +64,13 @@ class ARPriorRecipe:
     def batch(self, step: int, rank: int, world_size: int, device):
         sl = rank_slice(self.batch_size, rank, world_size)
         imgs, caps, _ = self.renderer.get(step, sl.start, sl.stop)
-        z_i = self.clip.encode_image(torch.from_numpy(imgs[64]).float() / 255.0)
-        z_t, text, mask = self.clip.encode_text_and_tokens(caps)  # one text pass
+        clip, fitted = self.clip.to(device), self._fitted.to(device)  # frozen; they run where the prior trains
+        z_i = clip.encode_image(torch.from_numpy(imgs[64]).to(device).float() / 255.0)
+        z_t, text, mask = clip.encode_text_and_tokens(caps)  # one text pass
         text, mask = trim_padding(text, mask)  # as the sampler does
-        codes = self._fitted.encode(z_i)  # (B, k)
-        dot = self._fitted.dot_bucket((z_i * z_t).sum(-1))  # (B,)
-        return codes.to(device), dot.to(device), z_t.to(device), text.to(device), mask.to(device)
+        codes = fitted.encode(z_i)  # (B, k)
+        dot = fitted.dot_bucket((z_i * z_t).sum(-1))  # (B,)
+        return codes, dot, z_t, text, mask
 
     def loss(self, model, batch, generator):
         codes, dot, z_t, text, mask = batch

@@ -51,7 +51,7 @@ class DecoderRecipe:
 
     @torch.no_grad()
     def _condition(self, imgs64: torch.Tensor, captions: list[str], device):
-        clip = self.clip if self.clip.device == torch.device(device) else self.clip.to(device)
+        clip = self.clip.to(device)  # frozen; it runs where the decoder trains
         z = clip.encode_image(imgs64.to(device).float() / 255.0) if self.config.unet.clip_dim else None  # (B, D)
         text, mask = clip.encode_text_tokens(captions)  # (B, L, W), (B, L)
         return z, text, mask
@@ -83,4 +83,6 @@ class DecoderRecipe:
     def evaluate(self, model) -> dict:
         from ...decode_eval import reconstruction_accuracy
 
-        return reconstruction_accuracy(model, self.config, self.clip, n=100, steps=25, guidance=3.0)
+        # The text-only decoder has nothing to reconstruct from but the caption.
+        return reconstruction_accuracy(model, self.config, self.clip, n=100, steps=25, guidance=3.0,
+                                       with_caption=self.text_only)

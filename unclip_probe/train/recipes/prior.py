@@ -53,10 +53,11 @@ class PriorRecipe:
     def batch(self, step: int, rank: int, world_size: int, device):
         sl = rank_slice(self.batch_size, rank, world_size)
         imgs, caps, _ = self.renderer.get(step, sl.start, sl.stop)
-        z_i = self.clip.encode_image(torch.from_numpy(imgs[64]).float() / 255.0) * self.scale  # (B, D)
-        z_t, text, mask = self.clip.encode_text_and_tokens(caps)  # (B, D), (B, L, W), (B, L): one text pass
+        clip = self.clip.to(device)  # the frozen CLIP runs where the prior trains (a GPU, when there is one)
+        z_i = clip.encode_image(torch.from_numpy(imgs[64]).to(device).float() / 255.0) * self.scale  # (B, D)
+        z_t, text, mask = clip.encode_text_and_tokens(caps)  # (B, D), (B, L, W), (B, L): one text pass
         text, mask = trim_padding(text, mask)  # as the sampler does
-        return z_i.to(device), (z_t * self.scale).to(device), text.to(device), mask.to(device)
+        return z_i, z_t * self.scale, text, mask
 
     def loss(self, model, batch, generator):
         z_i, z_t, text, mask = batch
