@@ -14,6 +14,7 @@ Same seed on the same device gives the same images.
 """
 from __future__ import annotations
 
+import copy
 import functools
 import warnings
 from pathlib import Path
@@ -68,6 +69,7 @@ class UnCLIP:
         self.priors = priors or {}  # kind -> (network, config)
         self.device = device or clip.device
         self.amp_dtype = amp_dtype  # autocast dtype while sampling; None = fp32
+        self.folder: Path | None = None  # the checkpoint folder, when loaded from one (with_decoder reads it)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -103,7 +105,23 @@ class UnCLIP:
         if compile:
             decoder = torch.compile(decoder)
             upsampler = torch.compile(upsampler) if upsampler is not None else None
-        return cls(clip, decoder, dcfg, upsampler, up[1], priors, dev, amp)
+        pipe = cls(clip, decoder, dcfg, upsampler, up[1], priors, dev, amp)
+        pipe.folder = folder
+        return pipe
+
+    def with_decoder(self, name: str) -> "UnCLIP":
+        """This stack with another decoder from its folder, e.g. ``"decoder_text"`` (the text-only
+        GLIDE analogue) or ``"decoder_twin"``; CLIP, priors and upsampler are shared, not copied."""
+        if self.folder is None or not (self.folder / f"{name}.json").is_file():
+            where = "this pipeline was not loaded from a folder" if self.folder is None else \
+                f"{str(self.folder)!r} has no {name}.json"
+            raise bad_input("name", f"no decoder {name!r}: {where}")
+        decoder, cfg = load_decoder(self.folder, name, clip_checksum=self.clip.checksum, device=self.device)
+        if self.device.type == "cuda":
+            decoder = decoder.to(memory_format=torch.channels_last)
+        other = copy.copy(self)
+        other.decoder, other.decoder_cfg = decoder, cfg
+        return other
 
     # ------------------------------------------------------------------ stages
     def _prompts(self, prompts: str | Sequence[str]) -> list[str]:

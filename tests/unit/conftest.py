@@ -1,9 +1,10 @@
 """Shared unit fixtures: a tiny random world stack saved to a folder, and its pipeline (seconds to build)."""
+import open_clip
 import pytest
 import torch
 
 from unclip_probe.checkpoints import save_config, save_weights
-from unclip_probe.clip import build_clip_model, save_clip
+from unclip_probe.clip import ClipModel, build_clip_model, save_clip
 from unclip_probe.models.configs import DecoderConfig, PriorConfig, UpsamplerConfig
 from unclip_probe.models.prior import PriorNetConfig, PriorTransformer
 from unclip_probe.models.unet import UNet, UNetConfig
@@ -39,3 +40,13 @@ def pipe(stack):
     return UnCLIP.from_pretrained(stack, device="cpu")
 
 
+
+
+@pytest.fixture(scope="session")
+def vit_b_32():
+    """A randomly initialised open_clip ViT-B-32 as a ClipModel: the probes' CLIP-side code must serve
+    a real model a user loads (no weights can be downloaded here)."""
+    torch.manual_seed(0)
+    model = open_clip.create_model("ViT-B-32", pretrained=None)
+    return ClipModel(model, open_clip.get_tokenizer("ViT-B-32"), image_mean=open_clip.OPENAI_DATASET_MEAN,
+                     image_std=open_clip.OPENAI_DATASET_STD)

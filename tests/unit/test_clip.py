@@ -41,15 +41,11 @@ def world(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def vit(tmp_path_factory):
+def vit(tmp_path_factory, vit_b_32):
     """(in-memory random ViT-B-32 ClipModel, the same loaded from a local .safetensors file)."""
-    torch.manual_seed(0)
-    model = open_clip.create_model("ViT-B-32", pretrained=None)
     path = tmp_path_factory.mktemp("vit") / "vit-b-32.safetensors"
-    ckpt.save_weights(model.state_dict(), path)
-    ref = ClipModel(model, open_clip.get_tokenizer("ViT-B-32"),
-                    image_mean=open_clip.OPENAI_DATASET_MEAN, image_std=open_clip.OPENAI_DATASET_STD)
-    return ref, load_clip("ViT-B-32", pretrained=str(path))
+    ckpt.save_weights(vit_b_32.model.state_dict(), path)
+    return vit_b_32, load_clip("ViT-B-32", pretrained=str(path))
 
 
 def _rgb(size=32, seed=0) -> Image.Image:

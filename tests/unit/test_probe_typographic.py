@@ -1,11 +1,8 @@
 """Typographic attack probe (paper §4, Fig. 6): tiny world CLIP and a random open_clip ViT-B-32."""
 import numpy as np
-import open_clip
 import pytest
-import torch
 
 from unclip_probe import world
-from unclip_probe.clip import ClipModel
 from unclip_probe.errors import ProbeInputError
 from unclip_probe.probes.typographic import attack_images, typographic_attack
 
@@ -39,11 +36,8 @@ def test_probe_on_the_world_clip_adds_the_word_and_scores_oca_and_tcr(pipe):
     assert "<table" in res.to_html()
 
 
-def test_runs_on_a_random_open_clip_vit_b_32():
-    torch.manual_seed(0)
-    model = open_clip.create_model("ViT-B-32", pretrained=None)
-    clip = ClipModel(model, open_clip.get_tokenizer("ViT-B-32"), image_mean=open_clip.OPENAI_DATASET_MEAN,
-                     image_std=open_clip.OPENAI_DATASET_STD)
+def test_runs_on_a_random_open_clip_vit_b_32(vit_b_32):
+    clip = vit_b_32
     imgs = [world.render(s) for s in _scenes(2)]
     res = typographic_attack(clip, imgs, ["Granny Smith", "apple"], "iPod", true_labels=["apple", "apple"],
                              templates=["a photo of a {}."])

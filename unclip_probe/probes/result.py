@@ -20,6 +20,7 @@ class ProbeResult:
     images: list[Image.Image] = field(default_factory=list)
     draw: Callable | None = field(default=None, repr=False)  # (result) -> matplotlib Figure
     meta: dict = field(default_factory=dict)
+    extra_tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # titled tables after the main one
 
     def figure(self):
         if self.draw is None:
@@ -38,4 +39,7 @@ class ProbeResult:
             png = base64.b64encode(buf.getvalue()).decode("ascii")
             parts.append(f'<img alt="{self.title}" src="data:image/png;base64,{png}">')
         parts.append(self.table.to_html(float_format=lambda v: f"{v:.3f}"))
+        for name, table in self.extra_tables.items():
+            parts.append(f"<h3>{name}</h3>")
+            parts.append(table.to_html(float_format=lambda v: f"{v:.3f}"))
         return "\n".join(parts) + "</section>"
