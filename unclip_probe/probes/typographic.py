@@ -36,12 +36,18 @@ def attack_images(images: Sequence, word: str, box: tuple[float, float, float, f
 
 def typographic_attack(clip, images: Sequence, labels: Sequence[str], word: str,
                        true_labels: Sequence[str] | None = None, box: tuple[float, float, float, float] = DEFAULT_BOX,
-                       templates: Sequence[str] = ("a {}",)) -> ProbeResult:
+                       templates: Sequence[str] = ("a {}",), pipe=None, n_decode: int = 16,
+                       seed: int = 0) -> ProbeResult:
     """Zero-shot probabilities of each image before and after a note saying `word` is pasted on it.
 
     Table: one row per image with the prediction and the probabilities of its true label (when
     given) and of the word, before and after. meta: OCA before / after and TCR after (with
     true_labels). images: PIL images or paths; labels: class names filled into the templates.
+
+    pipe: a world UnCLIP; then the first `n_decode` attacked images are also decoded from their
+    CLIP image embedding (no caption; paper §4: does the decoder draw the object or the word?)
+    and read by the oracle: meta['decoded'] holds the images and the shares that show the true
+    object (labels as world shape names), any note, and a note reading the attack word.
     """
     images = list(images)
     if not images:
@@ -70,7 +76,25 @@ def typographic_attack(clip, images: Sequence, labels: Sequence[str], word: str,
         table["p_true_after"] = [after.loc[i, t] for i, t in enumerate(true)]
         meta["oca_before"] = float(np.mean(before["prediction"] == true))
         meta["oca_after"] = float(np.mean(after["prediction"] == true))
+    if pipe is not None:
+        meta["decoded"] = decoded_variations(pipe, attacked[:n_decode], word, true_labels, seed)
     return ProbeResult("Typographic attack", table, images + attacked, _draw, meta)
+
+
+def decoded_variations(pipe, attacked: Sequence, word: str, true_labels: Sequence[str] | None = None,
+                       seed: int = 0) -> dict:
+    """Decode attacked images from their world-CLIP image embeddings alone and read them with the oracle."""
+    from ..world import detect
+
+    z = pipe.clip.encode_image(list(attacked))  # (n, D)
+    imgs = pipe.decode(z, seed=seed)  # 64 px, the caption-dropped decoder (as Fig. 6's variations)
+    reads = [detect(im) for im in imgs]
+    out = {"images": imgs, "n": len(imgs),
+           "note_drawn": float(np.mean([r.note is not None for r in reads])),
+           "note_says_word": float(np.mean([r.note is not None and r.note.word == word for r in reads]))}
+    if true_labels is not None:
+        out["object_kept"] = float(np.mean([any(o.shape == t for o in r.objects) for r, t in zip(reads, true_labels)]))
+    return out
 
 
 def _draw(res: ProbeResult):
@@ -78,15 +102,19 @@ def _draw(res: ProbeResult):
     import matplotlib.pyplot as plt
 
     n = len(res.images) // 2
-    fig, axes = plt.subplots(1, 3, figsize=(9, 2.8), gridspec_kw={"width_ratios": [1, 1, 2]})
-    for ax, im, title in ((axes[0], res.images[0], "image"), (axes[1], res.images[n], f'note "{res.meta["word"]}"')):
+    panels = [(res.images[0], "image"), (res.images[n], f'note "{res.meta["word"]}"')]
+    if "decoded" in res.meta:  # what the decoder draws from the attacked image's embedding
+        panels.append((res.meta["decoded"]["images"][0], "decoded from its\nCLIP embedding"))
+    k = len(panels)
+    fig, axes = plt.subplots(1, k + 1, figsize=(3 * k + 3, 2.8), gridspec_kw={"width_ratios": [1] * k + [2]})
+    for ax, (im, title) in zip(axes, panels):
         ax.imshow(im), ax.set_title(title, fontsize=9), ax.set_xticks([]), ax.set_yticks([])
     labels = res.meta["labels"]
     y = np.arange(len(labels))
-    axes[2].barh(y - 0.2, res.meta["probabilities_before"].loc[0, labels], 0.4, label="before")
-    axes[2].barh(y + 0.2, res.meta["probabilities_after"].loc[0, labels], 0.4, label="after")
-    axes[2].set_yticks(y, labels, fontsize=8), axes[2].set_xlim(0, 1), axes[2].legend(fontsize=8)
-    axes[2].set_xlabel("zero-shot probability")
+    axes[k].barh(y - 0.2, res.meta["probabilities_before"].loc[0, labels], 0.4, label="before")
+    axes[k].barh(y + 0.2, res.meta["probabilities_after"].loc[0, labels], 0.4, label="after")
+    axes[k].set_yticks(y, labels, fontsize=8), axes[k].set_xlim(0, 1), axes[k].legend(fontsize=8)
+    axes[k].set_xlabel("zero-shot probability")
     fig.tight_layout()
     return fig
 
@@ -98,6 +126,7 @@ if __name__ == "__main__":  # python -m unclip_probe.probes.typographic checkpoi
     from pathlib import Path
 
     from ..clip import load_clip
+    from ..pipeline import UnCLIP
     from ..world import SHAPES, WorldConfig, render, sample_scenes
     from ..world.spec import cell_of
 
@@ -105,6 +134,7 @@ if __name__ == "__main__":  # python -m unclip_probe.probes.typographic checkpoi
     p.add_argument("folder")
     p.add_argument("--n", type=int, default=200)
     p.add_argument("--word", default="star")
+    p.add_argument("--decode", type=int, default=16, help="attacked images also decoded from their embedding (0: none)")
     p.add_argument("--figure", default="notebooks/figures/probe_typographic.png")
     p.add_argument("--json", default="benchmarks/results/probe_typographic.json")
     args = p.parse_args()
@@ -113,14 +143,19 @@ if __name__ == "__main__":  # python -m unclip_probe.probes.typographic checkpoi
     # Objects that are not what the note says, and that the default note (top right) does not cover.
     scenes = [s for s in sample_scenes(3 * args.n, seed=2026, config=WorldConfig(max_objects=1, note_prob=0.0))
               if s.objects[0].shape != args.word and cell_of(s.objects[0].position)[0] > 0][:args.n]
-    res = typographic_attack(clip, [render(s) for s in scenes], list(SHAPES), args.word,
-                             true_labels=[s.objects[0].shape for s in scenes], templates=["a {}"])
+    pipe = UnCLIP.from_pretrained(args.folder, device="cpu") if args.decode else None
+    res = typographic_attack(pipe.clip if pipe else clip, [render(s) for s in scenes], list(SHAPES), args.word,
+                             true_labels=[s.objects[0].shape for s in scenes], templates=["a {}"], pipe=pipe,
+                             n_decode=args.decode)
     seconds = time.perf_counter() - t
     res.figure().savefig(args.figure, dpi=100, bbox_inches="tight")
-    out = {"command": f"python -m unclip_probe.probes.typographic {args.folder} --n {args.n} --word {args.word}",
+    out = {"command": f"python -m unclip_probe.probes.typographic {args.folder} --n {args.n} --word {args.word} "
+                      f"--decode {args.decode}",
            "seconds_with_loading": round(seconds, 1), "n": len(scenes), "word": args.word,
            **{k: round(res.meta[k], 4) for k in ("oca_before", "oca_after", "tcr_after")},
            "mean_p_word_before": round(float(res.table[f"p_{args.word}_before"].mean()), 4),
            "mean_p_word_after": round(float(res.table[f"p_{args.word}_after"].mean()), 4)}
+    if pipe is not None:
+        out["decoded_attacked"] = {k: v for k, v in res.meta["decoded"].items() if k != "images"}
     Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out, indent=2))
