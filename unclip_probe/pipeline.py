@@ -258,6 +258,9 @@ class UnCLIP:
         thetas = list(thetas)
         if not thetas or not all(isinstance(t, (int, float)) and 0 <= t <= 1 for t in thetas):
             raise bad_input("thetas", f"expected angles as fractions in [0, 1], got {thetas!r}")
+        for name, text in (("src", src), ("dst", dst)):
+            if not isinstance(text, str) or not text.strip():
+                raise bad_input(name, f"expected a non-empty prompt, got {text!r}")
         x_T, z_i = self.invert(image, steps=steps)
         z_t = self.clip.encode_text([src, dst])
         z_d = F.normalize(z_t[1] - z_t[0], dim=-1)[None]

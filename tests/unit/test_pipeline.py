@@ -56,6 +56,8 @@ def test_grayscale_rgba_and_oblong_images_are_converted_with_a_note_where_it_mat
     (lambda p: p(["a red circle"], prior="gan", steps=2), "kind"),
     (lambda p: p.prior(["a red circle"], kind="ar"), "kind"),  # not in this stack
     (lambda p: p.text_diff(world.render(world.sample_scenes(1)[0]), "a red circle", "a blue circle", thetas=[1.5]), "thetas"),
+    (lambda p: p.text_diff(world.render(world.sample_scenes(1)[0]), " ", "a blue circle"), "src"),
+    (lambda p: p.with_decoder("decoder_text"), "name"),
     (lambda p: p.variations("/no/such/file.png"), "image"),
     (lambda p: p.decode(torch.randn(2, 7)), "z_img"),
 ])

@@ -132,8 +132,3 @@ def test_generation_side_on_the_tiny_stack(text_stack):
 def test_bad_prompts_are_named(pipe, prompts, words):
     with pytest.raises(ProbeInputError, match=f"^prompts.*{words}"):
         generation_binding(pipe, prompts=prompts, steps=2)
-
-
-def test_with_decoder_names_a_missing_decoder(pipe):
-    with pytest.raises(ProbeInputError, match="^name.*decoder_text"):
-        pipe.with_decoder("decoder_text")

@@ -116,6 +116,17 @@ def clip_binding(clip, n: int = 200, seed: int = 0, swaps: Sequence[str] = SWAPS
                                                                                "winoground_group": 1 / 6}})
 
 
+@torch.no_grad()
+def swap_similarities(clip, prompt: str) -> pd.DataFrame:
+    """CLIP cosine of a two-object prompt and its colour-swapped twin (rows) against renders of both
+    (columns): the 2 x 2 a Winoground item scores."""
+    scene = _prompt_scenes([prompt])[0]
+    twin = swapped_twin(scene)
+    caps = [prompt, binding_prompt(twin)]
+    sims = clip.encode_text(caps) @ clip.encode_image([render(scene), render(twin)]).T  # (2, 2)
+    return pd.DataFrame(sims.cpu().numpy(), index=caps, columns=["render of the prompt", "render of the swap"])
+
+
 # ---------------------------------------------------------------------------- generation side
 def _prompt_scenes(prompts: Sequence[str]) -> list[Scene]:
     """Scenes to render for prompts the user typed: the said attributes, else large objects left and right."""
@@ -204,7 +215,7 @@ def generation_binding(pipe, prompts: Sequence[str] | None = None, n: int = 32, 
                      **_summary([read_binding(s.objects, detect(im)) for s, im in zip(scenes, imgs)])})
     stacked = stacked_scenes()
     z_stack = pipe.clip.encode_image([render(s) for s in stacked]).repeat_interleave(stack_seeds, 0)
-    for name, d in decoders.items():
+    for name, d in decoders.items() if stack_seeds else ():
         if not d.decoder_cfg.unet.clip_dim:
             continue  # Fig. 15 reconstructs from the image embedding alone
         imgs = d.decode(z_stack, seed=seed + 1, guidance=guidance, steps=steps, upsample=False)  # no caption

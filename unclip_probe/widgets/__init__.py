@@ -1,0 +1,8 @@
+"""ipywidgets front ends for the probes and the pipeline (DESIGN.md §2): thin, no science here."""
+from .binding import BindingExplorer
+from .live import Live
+from .manipulations import ManipulationsExplorer
+from .pca import PCAExplorer
+from .typographic import TypographicExplorer
+
+__all__ = ["BindingExplorer", "Live", "ManipulationsExplorer", "PCAExplorer", "TypographicExplorer"]
