@@ -44,6 +44,17 @@ def _cmd_generate(args: argparse.Namespace) -> None:
     print(f"wrote {out} ({len(images)} images, {args.prior} prior, seed {args.seed}, device {pipe.device})")
 
 
+def _cmd_report(args: argparse.Namespace) -> None:
+    """Every probe's figures and tables on the stack, as one self-contained HTML page."""
+    import time
+
+    from .report import write_report
+
+    t = time.perf_counter()
+    page = write_report(args.checkpoints, args.out, quick=args.quick, device=args.device)
+    print(f"wrote {page} in {time.perf_counter() - t:.0f} s")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="unclip-probe", description="Probe CLIP latents with a compact unCLIP.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -65,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default="auto")
     g.add_argument("--out", default="grid.png")
     g.set_defaults(func=_cmd_generate)
+    r = sub.add_parser("report", help="run every probe on a world stack and write report/index.html")
+    r.add_argument("--out", default="report")
+    r.add_argument("--checkpoints", default="checkpoints/world", help="a world stack folder")
+    r.add_argument("--device", default="cpu")
+    r.add_argument("--quick", action="store_true", help="small sizes (tests, smoke runs)")
+    r.set_defaults(func=_cmd_report)
     try:
         from .train.cli import add_train_parser
     except ImportError:  # the training stack is optional for looking at the world

@@ -118,14 +118,16 @@ if __name__ == "__main__":  # python -m unclip_probe.probes.pca checkpoints/worl
     p.add_argument("folder")
     p.add_argument("--figure", default="notebooks/figures/probe_pca.png")
     p.add_argument("--json", default="benchmarks/results/probe_pca.json")
+    p.add_argument("--n-images", type=int, default=8)
     args = p.parse_args()
     t = time.perf_counter()
     pipe = UnCLIP.from_pretrained(args.folder, device="cpu")
-    res = pca_reconstruction(pipe)
+    res = pca_reconstruction(pipe, n_images=args.n_images)
     seconds = time.perf_counter() - t
     res.figure().savefig(args.figure, dpi=100, bbox_inches="tight")
-    out = {"command": f"python -m unclip_probe.probes.pca {args.folder}", "seconds_with_loading": round(seconds, 1),
-           "defaults": "n_fit 2000, 8 world scenes, decoder 25 steps, guidance 3, one seed",
+    out = {"command": f"python -m unclip_probe.probes.pca {args.folder} --n-images {args.n_images}",
+           "seconds_with_loading": round(seconds, 1),
+           "sizes": f"n_fit 2000, {args.n_images} world scenes, decoder 25 steps, guidance 3, one seed",
            "table": json.loads(res.table.reset_index().to_json(orient="records"))}
     Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
     print(res.table.round(3).to_string(), f"\n{seconds:.1f} s")

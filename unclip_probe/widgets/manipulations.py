@@ -64,7 +64,7 @@ class ManipulationsExplorer(W.Tab):
 
     def _variations(self) -> None:
         with torch.no_grad():
-            imgs = self.pipe.decode(self.z.expand(2, -1), seed=self._var_seed, x_T=self.x_T.expand(2, -1, -1, -1).clone(),
+            imgs = self.pipe.decode(self.z, seed=self._var_seed, x_T=self.x_T.clone(),
                                     eta=self.eta.value, steps=self.steps)
         self.var_image.value = png(strip([self.a] + imgs))
 
