@@ -37,7 +37,7 @@ def attack_images(images: Sequence, word: str, box: tuple[float, float, float, f
 def typographic_attack(clip, images: Sequence, labels: Sequence[str], word: str,
                        true_labels: Sequence[str] | None = None, box: tuple[float, float, float, float] = DEFAULT_BOX,
                        templates: Sequence[str] = ("a {}",), pipe=None, n_decode: int = 16,
-                       seed: int = 0) -> ProbeResult:
+                       seed: int = 0, decode_steps: int = 25) -> ProbeResult:
     """Zero-shot probabilities of each image before and after a note saying `word` is pasted on it.
 
     Table: one row per image with the prediction and the probabilities of its true label (when
@@ -77,17 +77,17 @@ def typographic_attack(clip, images: Sequence, labels: Sequence[str], word: str,
         meta["oca_before"] = float(np.mean(before["prediction"] == true))
         meta["oca_after"] = float(np.mean(after["prediction"] == true))
     if pipe is not None:
-        meta["decoded"] = decoded_variations(pipe, attacked[:n_decode], word, true_labels, seed)
+        meta["decoded"] = decoded_variations(pipe, attacked[:n_decode], word, true_labels, seed, decode_steps)
     return ProbeResult("Typographic attack", table, images + attacked, _draw, meta)
 
 
 def decoded_variations(pipe, attacked: Sequence, word: str, true_labels: Sequence[str] | None = None,
-                       seed: int = 0) -> dict:
+                       seed: int = 0, steps: int = 25) -> dict:
     """Decode attacked images from their world-CLIP image embeddings alone and read them with the oracle."""
     from ..world import detect
 
     z = pipe.clip.encode_image(list(attacked))  # (n, D)
-    imgs = pipe.decode(z, seed=seed)  # 64 px, the caption-dropped decoder (as Fig. 6's variations)
+    imgs = pipe.decode(z, seed=seed, steps=steps)  # 64 px, the caption-dropped decoder (as Fig. 6's variations)
     reads = [detect(im) for im in imgs]
     out = {"images": imgs, "n": len(imgs),
            "note_drawn": float(np.mean([r.note is not None for r in reads])),

@@ -19,7 +19,8 @@ class TypographicExplorer(W.VBox):
     """
 
     def __init__(self, pipe=None, clip=None, image=None, labels: Sequence[str] = SHAPES, word: str = "star",
-                 seed: int = 0):
+                 seed: int = 0, steps: int = 20):
+        self.steps = steps  # decoder steps of the decoded panel (20 keeps an update near 1 s on 2 cores)
         self.pipe, self.clip = pipe, clip if clip is not None else pipe.clip
         self.image_in = image if image is not None else render(sample_scenes(
             1, seed=seed + 3, config=WorldConfig(max_objects=1, note_prob=0.0))[0])
@@ -47,5 +48,6 @@ class TypographicExplorer(W.VBox):
 
     def _update(self) -> None:
         self.result = typographic_attack(self.clip, [self.image_in], self.labels, self.word.value.strip(),
-                                         box=self.box(), pipe=self.pipe, n_decode=1, seed=self.seed)
+                                         box=self.box(), pipe=self.pipe, n_decode=1, seed=self.seed,
+                                         decode_steps=self.steps)
         self.chart.value = figure_png(self.result.figure())
