@@ -43,3 +43,20 @@ def test_probe_table_grid_and_html(pipe):
 def test_bad_input_is_named(pipe, kw, arg):
     with pytest.raises(ProbeInputError, match=f"^{arg}"):
         pca_reconstruction(pipe, **{"images": [world.render(world.sample_scenes(1)[0])], **kw}, n_fit=16, steps=1)
+
+
+def test_clip_side_runs_on_a_random_open_clip_vit_b_32(vit_b_32):
+    from unclip_probe import world
+    from unclip_probe.probes import pca_clip_side
+
+    scenes = world.sample_scenes(40, seed=9)
+    imgs = [world.render(s) for s in scenes[:6]]
+    res = pca_clip_side(vit_b_32, imgs, list(world.SHAPES), fit_images=[world.render(s) for s in scenes], ks=[2, 8, 512])
+    t = res.table
+    assert list(t.index) == [2, 8, 512] and res.meta["width"] == 512
+    assert t["explained_variance"].is_monotonic_increasing and t["cosine_to_full"].is_monotonic_increasing
+    # The probed images are among the 40 fitted ones, so they lie in the fit's span: the full-width
+    # reconstruction equals the embedding and keeps every zero-shot label.
+    assert t.loc[512, "cosine_to_full"] > 0.999 and t.loc[512, "zero_shot_kept"] == 1.0
+    with pytest.raises(ProbeInputError, match="^ks"):
+        pca_clip_side(vit_b_32, imgs, ["circle"], fit_images=imgs, ks=[600])

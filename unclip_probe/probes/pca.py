@@ -81,6 +81,36 @@ def pca_reconstruction(pipe, images: Sequence | None = None, ks: Sequence[int] |
                        meta={"ks": sorted(ks), "width": D, "n_images": len(images), "ratio": ratio.tolist()})
 
 
+@torch.no_grad()
+def pca_clip_side(clip, images: Sequence, labels: Sequence[str], fit_images: Sequence | None = None,
+                  ks: Sequence[int] | None = None, n_fit: int = 2000, seed: int = 0,
+                  template: str = "a {}") -> ProbeResult:
+    """The probe's CLIP-only half, for any ClipModel (no decoder needed): per k, the explained
+    variance, the mean cosine of each image's k-component embedding to its full embedding, and
+    how often its zero-shot label over `labels` stays the full embedding's. PCA is fitted on
+    `fit_images` (default: n_fit world scenes)."""
+    images = list(images)
+    if not images:
+        raise bad_input("images", "expected at least one image, got an empty list")
+    z = clip.encode_image(images)  # (B, D)
+    D = z.shape[1]
+    ks = scaled_ks(D) if ks is None else list(ks)
+    if not ks or not all(isinstance(k, (int, np.integer)) and 1 <= k <= D for k in ks):
+        raise bad_input("ks", f"expected component counts between 1 and the embedding width {D}, got {ks!r}")
+    fit = clip.encode_image(list(fit_images) if fit_images is not None else
+                            [render(s) for s in sample_scenes(n_fit, seed=seed)])
+    mean, comps, ratio = fit_pca(fit)
+    text = clip.encode_text([template.format(label) for label in labels])  # (C, D)
+    full = (z @ text.T).argmax(-1)
+    rows = []
+    for k in sorted(ks):
+        zk = reconstruct(z, mean, comps, k)
+        rows.append({"k": k, "explained_variance": float(ratio[:k].sum()), "cosine_to_full": float((zk * z).sum(-1).mean()),
+                     "zero_shot_kept": float(((zk @ text.T).argmax(-1) == full).float().mean())})
+    return ProbeResult("PCA reconstruction: CLIP side", pd.DataFrame(rows).set_index("k"), list(images),
+                       meta={"width": D, "ratio": ratio.tolist(), "labels": list(labels)})
+
+
 def _draw(res: ProbeResult):
     """Grid (rows: images; columns: k, then the source) beside the explained-variance curve."""
     import matplotlib.pyplot as plt
