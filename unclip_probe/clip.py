@@ -320,9 +320,10 @@ class ClipModel:
         """Move the network and its normalisation to ``device`` (in place); returns self.
 
         Cheap when already there, so training recipes call it on every batch."""
-        if resolve_device(device) == self.device:
+        device = resolve_device(device)
+        if device == self.device:
             return self
-        self.device = resolve_device(device)
+        self.device = device
         self.model.to(self.device)
         self._mean, self._std = self._mean.to(self.device), self._std.to(self.device)
         return self

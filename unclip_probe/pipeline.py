@@ -226,11 +226,12 @@ class UnCLIP:
 
     @torch.no_grad()
     def variations(self, image, n: int = 4, eta: float = 1.0, seed: int = 0, steps: int = 50,
-                   guidance: float = 3.0) -> list[Image.Image]:
-        """Paper §3.1: keep the image's CLIP embedding and its inverted x_T, decode with eta > 0."""
+                   guidance: float = 3.0, inverted: tuple[Tensor, Tensor] | None = None) -> list[Image.Image]:
+        """Paper §3.1: keep the image's CLIP embedding and its inverted x_T, decode with eta > 0.
+        inverted: ``invert(image, steps)``'s result, to reuse across calls (a widget asking for more)."""
         if not isinstance(n, int) or n < 1:
             raise bad_input("n", f"expected an integer >= 1, got {n!r}")
-        x_T, z = self.invert(image, steps=steps)
+        x_T, z = self.invert(image, steps=steps) if inverted is None else inverted
         return self.decode(z.expand(n, -1), seed=seed, x_T=x_T.expand(n, -1, -1, -1).clone(), eta=eta, steps=steps,
                            guidance=guidance)
 

@@ -14,8 +14,7 @@ from pathlib import Path
 import torch
 
 from .checkpoints import file_checksum
-from .world import SHAPES, WorldConfig, render, sample_scenes
-from .world.spec import cell_of
+from .world import SHAPES, render
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
 table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}
@@ -23,19 +22,15 @@ img{max-width:100%}section{margin:2em 0;border-top:1px solid #ddd}.meta{color:#6
 
 
 def _typographic(pipe, n: int, n_decode: int):
-    from .probes import typographic_attack
-
-    single = WorldConfig(max_objects=1, note_prob=0.0)
-    scenes = [s for s in sample_scenes(3 * n, seed=2026, config=single)
-              if s.objects[0].shape != "star" and cell_of(s.objects[0].position)[0] > 0][:n]
-    res = typographic_attack(pipe.clip, [render(s) for s in scenes], list(SHAPES), "star",
-                             true_labels=[s.objects[0].shape for s in scenes], pipe=pipe, n_decode=n_decode)
-    summary = {k: res.meta[k] for k in ("oca_before", "oca_after", "tcr_after")}
-    summary.update({f"decoded_{k}": v for k, v in res.meta["decoded"].items() if k not in ("images",)})
     import pandas as pd
 
+    from .probes.typographic import set_summary, typographic_attack, uncovered_objects
+
+    scenes = uncovered_objects(n, "star")
+    res = typographic_attack(pipe.clip, [render(s) for s in scenes], list(SHAPES), "star",
+                             true_labels=[s.objects[0].shape for s in scenes], pipe=pipe, n_decode=n_decode)
     res.extra_tables = {"Over the set (OCA: object classification accuracy; TCR: text capture rate)":
-                        pd.DataFrame([summary])}
+                        pd.DataFrame([set_summary(res)])}
     res.table = res.table.head(12)  # the first rows; the summary above covers the set
     return res
 
@@ -44,10 +39,10 @@ def write_report(folder: str | Path, out: str | Path, quick: bool = False, devic
     """Run every probe on the stack in `folder` and write `out`/index.html; returns its path."""
     from .pipeline import UnCLIP
     from .probes import attribute_binding, pca_reconstruction
+    from .probes.binding import SETTINGS
 
     t0 = time.perf_counter()
     pipe = UnCLIP.from_pretrained(folder, device=device)
-    from .probes.binding import SETTINGS
 
     quick_ks = [k for k in (2, 10) if k < pipe.clip.embed_dim]
     sizes = ({"pca": dict(n_images=1, n_fit=200, ks=quick_ks), "typo": (10, 1),

@@ -200,3 +200,12 @@ def test_cuda_same_seed_same_images(stack, dtype):
     a, b, c = run(3), run(3), run(4)
     assert all((x == y).all() for x, y in zip(a, b))  # issue 5: same seed, same device -> same images
     assert any((x != z).any() for x, z in zip(a, c))  # and the seed matters
+
+
+def test_variations_reuse_an_inversion(pipe):
+    import numpy as np
+
+    img = world.render(world.sample_scenes(1, seed=2)[0])
+    fresh = pipe.variations(img, n=2, steps=2, seed=3)
+    reused = pipe.variations(img, n=2, steps=2, seed=3, inverted=pipe.invert(img, steps=2))
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(fresh, reused))

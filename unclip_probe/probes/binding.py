@@ -40,6 +40,7 @@ from ..world import SHAPES, Obj, Scene, WorldConfig, detect, render, sample_scen
 from ..world.captions import RELATION_PHRASES, join_phrases, object_phrase
 from ..world.parse import parse_caption
 from ..world.scenes import relations, swapped_twin
+from ..world.spec import cell_of
 from .result import ProbeResult
 
 SWAPS = ("color", "relation")
@@ -96,10 +97,10 @@ def clip_binding(clip, n: int = 200, seed: int = 0, swaps: Sequence[str] = SWAPS
         if kind not in SWAPS:
             raise bad_input("swaps", f"expected kinds among {SWAPS}, got {kind!r}")
     scenes = binding_scenes(n, seed)
+    i0 = clip.encode_image([render(s) for s in scenes])  # (n, D), unit norm; every kind swaps from these
     rows = []
     for kind in swaps:
         cap0, twin, cap1 = zip(*(swapped_pair(s, kind) for s in scenes))
-        i0 = clip.encode_image([render(s) for s in scenes])  # (n, D), unit norm
         i1 = clip.encode_image([render(s) for s in twin])
         t0, t1 = clip.encode_text(list(cap0)), clip.encode_text(list(cap1))
         s = lambda a, b: (a * b).sum(-1)  # noqa: E731  cosine of unit vectors, (n,)
@@ -178,11 +179,10 @@ def stacked_scenes(color_top: str = "red", color_bottom: str = "blue") -> list[S
 def _read_stack(scene: Scene, reading: Scene) -> dict[str, bool]:
     """bound: the top colour drawn above the bottom one (both the right shape); swapped: the reverse."""
     top, bottom = scene.objects
-    rows = {o.color: int(o.position in ("top left", "top", "top right")) - int(o.position.startswith("bottom"))
-            for o in reading.objects if o.shape == top.shape}
+    rows = {o.color: cell_of(o.position)[0] for o in reading.objects if o.shape == top.shape}  # 0 = top row
     both = len(reading.objects) == 2 and set(rows) == {top.color, bottom.color}
-    return {"bound": both and rows[top.color] > rows[bottom.color], "attributes": both,
-            "swapped": both and rows[top.color] < rows[bottom.color]}
+    return {"bound": both and rows[top.color] < rows[bottom.color], "attributes": both,
+            "swapped": both and rows[top.color] > rows[bottom.color]}
 
 
 @torch.no_grad()
@@ -221,9 +221,9 @@ def generation_binding(pipe, prompts: Sequence[str] | None = None, n: int = 32, 
         images[label] = imgs = decoded[label]
         rows.append({"test": "two-object prompts", "setting": label, "decoder": name,
                      **_summary([read_binding(s.objects, detect(im)) for s, im in zip(scenes, imgs)])})
-    stacked = stacked_scenes()
-    z_stack = pipe.clip.encode_image([render(s) for s in stacked]).repeat_interleave(stack_seeds, 0)
-    for name, d in decoders.items() if stack_seeds else ():
+    stacked = stacked_scenes() if stack_seeds else []
+    z_stack = pipe.clip.encode_image([render(s) for s in stacked]).repeat_interleave(stack_seeds, 0) if stacked else None
+    for name, d in decoders.items() if stacked else ():
         if not d.decoder_cfg.unet.clip_dim:
             continue  # Fig. 15 reconstructs from the image embedding alone
         imgs = d.decode(z_stack, seed=seed + 1, guidance=guidance, steps=steps, upsample=False)  # no caption

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from ..errors import bad_input
 from ..world import SceneSpec, detect, render, sample_scenes
-from .result import ProbeResult
+from .result import ProbeResult, image_list
 
 PAPER_KS = (20, 30, 40, 80, 120, 160, 200, 320)  # of the paper's 1,024 dimensions
 PAPER_WIDTH = 1024
@@ -43,6 +43,24 @@ def reconstruct(z: torch.Tensor, mean: torch.Tensor, components: torch.Tensor, k
     return F.normalize(mean + ((z - mean) @ V.T) @ V, dim=-1)
 
 
+def fit_world_pca(clip, n_fit: int = 2000, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """fit_pca on the CLIP image embeddings of n_fit fresh world scenes (drawn from `seed`)."""
+    return fit_pca(clip.encode_image([render(s) for s in sample_scenes(n_fit, seed=seed)]))
+
+
+def at_k(z: torch.Tensor, mean: torch.Tensor, components: torch.Tensor, k: int) -> torch.Tensor:
+    """z (B, D) kept to its first k components; k >= D returns z itself (the whole embedding)."""
+    return z if k >= z.shape[1] else reconstruct(z, mean, components, k)
+
+
+def _checked_ks(ks: Sequence[int] | None, D: int) -> list[int]:
+    """The k schedule (default: the paper's, scaled to D), checked against the width (DESIGN.md §7)."""
+    ks = scaled_ks(D) if ks is None else list(ks)
+    if not ks or not all(isinstance(k, (int, np.integer)) and 1 <= k <= D for k in ks):
+        raise bad_input("ks", f"expected component counts between 1 and the embedding width {D}, got {ks!r}")
+    return ks
+
+
 def pca_reconstruction(pipe, images: Sequence | None = None, ks: Sequence[int] | None = None, n_fit: int = 2000,
                        n_images: int = 8, seed: int = 0, steps: int = 25, guidance: float = 3.0) -> ProbeResult:
     """Decode each image's CLIP embedding cut to its first k principal components, for every k.
@@ -55,22 +73,14 @@ def pca_reconstruction(pipe, images: Sequence | None = None, ks: Sequence[int] |
     share of images whose oracle reading keeps each attribute of the source's reading.
     """
     D = pipe.clip.embed_dim
-    ks = scaled_ks(D) if ks is None else list(ks)
-    if not ks or not all(isinstance(k, (int, np.integer)) and 1 <= k <= D for k in ks):
-        raise bad_input("ks", f"expected component counts between 1 and the embedding width {D}, got {ks!r}")
-    if images is None:
-        images = [render(s) for s in sample_scenes(n_images, seed=seed + 1)]
-    images = list(images)
-    if not images:
-        raise bad_input("images", "expected at least one image, got an empty list")
-    fit = pipe.clip.encode_image([render(s) for s in sample_scenes(n_fit, seed=seed)])  # (N, D)
-    mean, comps, ratio = fit_pca(fit)
+    ks = _checked_ks(ks, D)
+    images = image_list(images) if images is not None else [render(s) for s in sample_scenes(n_images, seed=seed + 1)]
+    mean, comps, ratio = fit_world_pca(pipe.clip, n_fit, seed)
     z = pipe.clip.encode_image(images)  # (B, D); errors name `images`
-    full = pipe.decode(z, seed=seed, guidance=guidance, steps=steps)  # k = D: the whole embedding
     refs = [SceneSpec.from_scene(detect(im)) for im in images]  # the oracle's reading of each source
     rows, grid = [], []
-    for k in sorted(ks) + [D]:
-        dec = pipe.decode(reconstruct(z, mean, comps, k), seed=seed, guidance=guidance, steps=steps) if k < D else full
+    for k in sorted(set(ks) | {D}):  # k = D: the whole embedding
+        dec = pipe.decode(at_k(z, mean, comps, k), seed=seed, guidance=guidance, steps=steps)
         scores = [ref.score(detect(im)) for ref, im in zip(refs, dec)]
         rows.append({"k": k, "explained_variance": float(ratio[:k].sum()),
                      **{a: float(np.mean([s[a] for s in scores])) for a in ATTRIBUTES}})
@@ -89,17 +99,11 @@ def pca_clip_side(clip, images: Sequence, labels: Sequence[str], fit_images: Seq
     variance, the mean cosine of each image's k-component embedding to its full embedding, and
     how often its zero-shot label over `labels` stays the full embedding's. PCA is fitted on
     `fit_images` (default: n_fit world scenes)."""
-    images = list(images)
-    if not images:
-        raise bad_input("images", "expected at least one image, got an empty list")
+    images = image_list(images)
     z = clip.encode_image(images)  # (B, D)
-    D = z.shape[1]
-    ks = scaled_ks(D) if ks is None else list(ks)
-    if not ks or not all(isinstance(k, (int, np.integer)) and 1 <= k <= D for k in ks):
-        raise bad_input("ks", f"expected component counts between 1 and the embedding width {D}, got {ks!r}")
-    fit = clip.encode_image(list(fit_images) if fit_images is not None else
-                            [render(s) for s in sample_scenes(n_fit, seed=seed)])
-    mean, comps, ratio = fit_pca(fit)
+    ks = _checked_ks(ks, z.shape[1])
+    mean, comps, ratio = (fit_pca(clip.encode_image(list(fit_images))) if fit_images is not None
+                          else fit_world_pca(clip, n_fit, seed))
     text = clip.encode_text([template.format(label) for label in labels])  # (C, D)
     full = (z @ text.T).argmax(-1)
     rows = []
@@ -108,7 +112,7 @@ def pca_clip_side(clip, images: Sequence, labels: Sequence[str], fit_images: Seq
         rows.append({"k": k, "explained_variance": float(ratio[:k].sum()), "cosine_to_full": float((zk * z).sum(-1).mean()),
                      "zero_shot_kept": float(((zk @ text.T).argmax(-1) == full).float().mean())})
     return ProbeResult("PCA reconstruction: CLIP side", pd.DataFrame(rows).set_index("k"), list(images),
-                       meta={"width": D, "ratio": ratio.tolist(), "labels": list(labels)})
+                       meta={"width": z.shape[1], "ratio": ratio.tolist(), "labels": list(labels)})
 
 
 def _draw(res: ProbeResult):

@@ -10,6 +10,16 @@ import pandas as pd
 from PIL import Image
 
 
+def image_list(images) -> list:
+    """`images` as a list, refused when empty (every probe that takes a user's images says so the same way)."""
+    from ..errors import bad_input
+
+    images = list(images)
+    if not images:
+        raise bad_input("images", "expected at least one image, got an empty list")
+    return images
+
+
 @dataclass
 class ProbeResult:
     """table: the probe's numbers; images: the pictures it made (PIL); figure(): a matplotlib figure

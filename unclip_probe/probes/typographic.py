@@ -19,7 +19,7 @@ import pandas as pd
 from ..errors import ProbeInputError, bad_input
 from ..world import draw_note
 from ..world.oracle import as_rgb_image
-from .result import ProbeResult
+from .result import ProbeResult, image_list
 
 DEFAULT_BOX = (0.5, 0.04, 0.96, 0.3)  # (x0, y0, x1, y1) as fractions of the image: a note at the top right
 
@@ -31,6 +31,26 @@ def attack_images(images: Sequence, word: str, box: tuple[float, float, float, f
         pil = as_rgb_image(im, "images")
         w, h = pil.size
         out.append(draw_note(pil, word, (box[0] * w, box[1] * h, box[2] * w, box[3] * h)))
+    return out
+
+
+def uncovered_objects(n: int, word: str, seed: int = 2026) -> list:
+    """n single-object world scenes (no note) whose shape is not `word` and which the default note
+    (top right, DEFAULT_BOX) does not cover: the set the typographic figures are measured on."""
+    from ..world import WorldConfig, sample_scenes
+    from ..world.spec import cell_of
+
+    scenes = sample_scenes(3 * n, seed=seed, config=WorldConfig(max_objects=1, note_prob=0.0))
+    return [s for s in scenes if s.objects[0].shape != word and cell_of(s.objects[0].position)[0] > 0][:n]
+
+
+def set_summary(res: ProbeResult) -> dict:
+    """The set-level figures of a typographic result: OCA before / after, TCR, mean p(word), decoded shares."""
+    word = res.meta["word"]
+    out = {k: res.meta[k] for k in ("oca_before", "oca_after", "tcr_after") if k in res.meta}
+    out.update({f"mean_p_{word}_before": float(res.table[f"p_{word}_before"].mean()),
+                f"mean_p_{word}_after": float(res.table[f"p_{word}_after"].mean())})
+    out.update({f"decoded_{k}": v for k, v in res.meta.get("decoded", {}).items() if k != "images"})
     return out
 
 
@@ -49,9 +69,7 @@ def typographic_attack(clip, images: Sequence, labels: Sequence[str], word: str,
     and read by the oracle: meta['decoded'] holds the images and the shares that show the true
     object (labels as world shape names), any note, and a note reading the attack word.
     """
-    images = list(images)
-    if not images:
-        raise bad_input("images", "expected at least one image, got an empty list")
+    images = image_list(images)
     if not isinstance(word, str) or not word.strip():
         raise bad_input("word", f"expected a non-empty attack word, got {word!r}")
     try:  # the word must fit the model's vocabulary and context in every template
@@ -127,8 +145,7 @@ if __name__ == "__main__":  # python -m unclip_probe.probes.typographic checkpoi
 
     from ..clip import load_clip
     from ..pipeline import UnCLIP
-    from ..world import SHAPES, WorldConfig, render, sample_scenes
-    from ..world.spec import cell_of
+    from ..world import SHAPES, render
 
     p = argparse.ArgumentParser(description="Typographic attack probe on a world CLIP")
     p.add_argument("folder")
@@ -139,12 +156,10 @@ if __name__ == "__main__":  # python -m unclip_probe.probes.typographic checkpoi
     p.add_argument("--json", default="benchmarks/results/probe_typographic.json")
     args = p.parse_args()
     t = time.perf_counter()
-    clip = load_clip(args.folder)
-    # Objects that are not what the note says, and that the default note (top right) does not cover.
-    scenes = [s for s in sample_scenes(3 * args.n, seed=2026, config=WorldConfig(max_objects=1, note_prob=0.0))
-              if s.objects[0].shape != args.word and cell_of(s.objects[0].position)[0] > 0][:args.n]
     pipe = UnCLIP.from_pretrained(args.folder, device="cpu") if args.decode else None
-    res = typographic_attack(pipe.clip if pipe else clip, [render(s) for s in scenes], list(SHAPES), args.word,
+    clip = pipe.clip if pipe is not None else load_clip(args.folder)
+    scenes = uncovered_objects(args.n, args.word)
+    res = typographic_attack(clip, [render(s) for s in scenes], list(SHAPES), args.word,
                              true_labels=[s.objects[0].shape for s in scenes], templates=["a {}"], pipe=pipe,
                              n_decode=args.decode)
     seconds = time.perf_counter() - t
@@ -152,10 +167,6 @@ if __name__ == "__main__":  # python -m unclip_probe.probes.typographic checkpoi
     out = {"command": f"python -m unclip_probe.probes.typographic {args.folder} --n {args.n} --word {args.word} "
                       f"--decode {args.decode}",
            "seconds_with_loading": round(seconds, 1), "n": len(scenes), "word": args.word,
-           **{k: round(res.meta[k], 4) for k in ("oca_before", "oca_after", "tcr_after")},
-           "mean_p_word_before": round(float(res.table[f"p_{args.word}_before"].mean()), 4),
-           "mean_p_word_after": round(float(res.table[f"p_{args.word}_after"].mean()), 4)}
-    if pipe is not None:
-        out["decoded_attacked"] = {k: v for k, v in res.meta["decoded"].items() if k != "images"}
+           **{k: round(v, 4) for k, v in set_summary(res).items()}}
     Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out, indent=2))

@@ -4,8 +4,8 @@ from __future__ import annotations
 import ipywidgets as W
 
 from ..errors import ProbeInputError
-from ..probes.binding import SETTINGS, generation_binding, swap_similarities
-from ..world import COLORS, SHAPES
+from ..probes.binding import SETTINGS, binding_prompt, generation_binding, swap_similarities
+from ..world import COLORS, SHAPES, Obj, Scene
 from .live import Live, png, strip
 
 
@@ -41,8 +41,9 @@ class BindingExplorer(W.VBox):
         self.live.run()
 
     def prompt(self) -> str:
-        art = lambda w: "an" if w[0] in "aeiou" else "a"  # noqa: E731
-        return f"{art(self.c1.value)} {self.c1.value} {self.s1.value} and {art(self.c2.value)} {self.c2.value} {self.s2.value}"
+        """The probe's own prompt grammar ('a red circle and an orange square')."""
+        return binding_prompt(Scene((Obj(self.s1.value, self.c1.value, "large", "left"),
+                                     Obj(self.s2.value, self.c2.value, "large", "right"))))
 
     def _update(self) -> None:
         prompt = self.prompt()

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import ipywidgets as W
-import torch
 
 from ..world import WorldConfig, render, sample_scenes
 from .live import Live, png, strip
@@ -23,7 +22,7 @@ class ManipulationsExplorer(W.Tab):
         self.a = image_a if image_a is not None else render(scenes[0])
         self.b = image_b if image_b is not None else render(scenes[1])
         # Variations
-        self.x_T, self.z = pipe.invert(self.a, steps=steps)  # once: every variation starts from it
+        self.inverted = pipe.invert(self.a, steps=steps)  # (x_T, z_i), once: every variation starts from it
         self.eta = W.FloatSlider(value=1.0, min=0.0, max=1.0, step=0.25, description="eta")
         self.more = W.Button(description="new variations")
         self.var_image = W.Image(format="png")
@@ -63,9 +62,8 @@ class ManipulationsExplorer(W.Tab):
         self.var_live.run()
 
     def _variations(self) -> None:
-        with torch.no_grad():
-            imgs = self.pipe.decode(self.z, seed=self._var_seed, x_T=self.x_T.clone(),
-                                    eta=self.eta.value, steps=self.steps)
+        imgs = self.pipe.variations(self.a, n=1, eta=self.eta.value, seed=self._var_seed, steps=self.steps,
+                                    inverted=self.inverted)
         self.var_image.value = png(strip([self.a] + imgs))
 
     def _interpolation(self) -> None:

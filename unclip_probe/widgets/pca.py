@@ -5,7 +5,7 @@ from typing import Sequence
 
 import ipywidgets as W
 
-from ..probes.pca import fit_pca, reconstruct, scaled_ks
+from ..probes.pca import at_k, fit_world_pca, scaled_ks
 from ..world import SceneSpec, detect, render, sample_scenes
 from .live import Live, png, strip
 
@@ -24,8 +24,7 @@ class PCAExplorer(W.VBox):
         self.sources = list(images) if images is not None else [render(s) for s in sample_scenes(1, seed=seed + 1)]
         D = pipe.clip.embed_dim
         ks = scaled_ks(D) if ks is None else sorted(ks)
-        self.mean, self.components, self.ratio = fit_pca(pipe.clip.encode_image(
-            [render(s) for s in sample_scenes(n_fit, seed=seed)]))
+        self.mean, self.components, self.ratio = fit_world_pca(pipe.clip, n_fit, seed)
         self.z = pipe.clip.encode_image(self.sources)  # (B, D); errors name `images`
         self.refs = [SceneSpec.from_scene(detect(im)) for im in self.sources]
         self._cache: dict[int, list] = {}
@@ -43,8 +42,8 @@ class PCAExplorer(W.VBox):
     def decoded(self, k: int) -> list:
         """The decodes (64 px PIL) of every source at k components (cached)."""
         if k not in self._cache:
-            z = self.z if k >= self.z.shape[1] else reconstruct(self.z, self.mean, self.components, k)
-            self._cache[k] = self.pipe.decode(z, seed=self.seed, steps=self.steps)
+            self._cache[k] = self.pipe.decode(at_k(self.z, self.mean, self.components, k), seed=self.seed,
+                                              steps=self.steps)
         return self._cache[k]
 
     def _update(self) -> None:
