@@ -4,7 +4,8 @@
 
 Scenes come from a fresh seed. Each is rendered at 64 px, embedded by the world
 CLIP, decoded at 32 px from one fixed noise per scene, and read by the oracle.
-Single objects: shape and colour both right; position as the half (left / right
+Single objects: shape and colour both right (also each alone, and by object
+size, to show where the errors lie); position as the half (left / right
 of the midline, for objects outside the middle column), the grid column (left /
 middle / right) and the exact cell of the object drawn for it. Two objects: both objects' shape and colour right.
 """
@@ -54,11 +55,16 @@ def reconstruction_accuracy(unet, cfg, clip, n: int = 500, steps: int = 25, guid
     reads = [detect(img) for img in decode_scenes(unet, cfg, clip, singles, steps=steps, guidance=guidance,
                                                      with_caption=with_caption, seed=seed)]
     sc, half, col, cell, count = [], [], [], [], []
+    shape, color = [], []
+    by_size: dict[str, list[bool]] = {}
     for s, d in zip(singles, reads):
         want = s.objects[0]
         count.append(len(d.objects) == 1)
         same = [o for o in d.objects if _object_ok(want, o)]
         sc.append(bool(same))
+        by_size.setdefault(want.size, []).append(bool(same))
+        shape.append(any(o.shape == want.shape for o in d.objects))
+        color.append(any(o.color == want.color for o in d.objects))
         # Position is read off the object drawn for it: the one of the right shape and colour,
         # else the only object drawn. Half (the issue's "which half"): left or right of the
         # vertical midline, asked of objects outside the middle column, where it is defined.
@@ -70,7 +76,9 @@ def reconstruction_accuracy(unet, cfg, clip, n: int = 500, steps: int = 25, guid
         col.append(got_col == want_col)
         cell.append(drawn is not None and drawn.position == want.position)
     res.update(single_shape_color=np.mean(sc), single_half=np.mean(half), single_column=np.mean(col),
-               single_cell=np.mean(cell), single_count=np.mean(count))
+               single_cell=np.mean(cell), single_count=np.mean(count),
+               single_shape=np.mean(shape), single_color=np.mean(color),
+               **{f"single_shape_color_{size}": np.mean(v) for size, v in sorted(by_size.items())})
     reads = [detect(img) for img in decode_scenes(unet, cfg, clip, pairs, steps=steps, guidance=guidance,
                                                      with_caption=with_caption, seed=seed + 1)]
     both, exact = [], []

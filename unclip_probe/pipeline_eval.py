@@ -19,8 +19,10 @@ read by the oracle.
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Sequence
 
@@ -66,6 +68,28 @@ def text_to_image(pipe, scenes: list[Scene], *, seed: int, batch: int = 50, prio
             cos.setdefault(name, []).extend((F.normalize(z.float(), dim=-1) * z_true).sum(-1).tolist())
     return {name: {"objects_right": round(float(np.mean(h)), 4),
                    "cosine_to_true_image_embedding": round(float(np.mean(cos[name])), 4)} for name, h in hits.items()}
+
+
+@contextmanager
+def inversions_reused(pipe):
+    """Within the block pipe.invert runs once per (image, steps), so a sweep over eta or guidance
+    decodes one DDIM inversion under every setting (the same x_T a fresh inversion gives)."""
+    invert, cache, own = pipe.invert, {}, "invert" in vars(pipe)
+
+    def cached(image, steps: int = 50):
+        key = (hashlib.sha1(np.asarray(image).tobytes()).hexdigest(), np.asarray(image).shape, steps)
+        if key not in cache:
+            cache[key] = invert(image, steps=steps)
+        return cache[key]
+
+    pipe.invert = cached
+    try:
+        yield pipe
+    finally:  # leave the pipeline as it was found
+        if own:
+            pipe.invert = invert
+        else:
+            del pipe.invert
 
 
 @torch.no_grad()
@@ -145,13 +169,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
     from pathlib import Path
 
     from .checkpoints import file_checksum
-    from .pipeline import UnCLIP
+    from .pipeline import INVERTED_GUIDANCE, TEXT_DIFF_GUIDANCE, VARIATION_ETA, UnCLIP
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("folder")
     p.add_argument("--n", type=int, default=200, help="single-object prompts")
     p.add_argument("--n-pair", type=int, default=100, help="two-object prompts")
-    p.add_argument("--etas", type=float, nargs="+", default=[0.5, 1.0], help="DDIM eta of the variations")
     p.add_argument("--n-manip", type=int, default=50, help="scenes for variations / text diffs; pairs for interpolation")
     p.add_argument("--device", default="cpu")
     p.add_argument("--figure", default=None, help="also write the figure sheet here")
@@ -161,7 +184,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     out: dict = {"command": "python -m unclip_probe.pipeline_eval " + " ".join(sys.argv[1:] if argv is None else argv),
                  "checksums": {f.stem: file_checksum(f) for f in sorted(folder.glob("*.safetensors"))},
                  "n": args.n, "n_pair": args.n_pair, "n_manip": args.n_manip, "defaults": "prior guidance 2, 64 steps; decoder guidance 3, "
-                 "25 steps; upsampler 10 steps", "seconds": {}}
+                 f"25 steps; upsampler 10 steps; variations eta {VARIATION_ETA:g}, guidance {INVERTED_GUIDANCE:g}, 50 steps; "
+                 f"text diff guidance {TEXT_DIFF_GUIDANCE:g}, 50 steps; interpolation 25 steps", "seconds": {}}
     priors = tuple(pipe.priors)
     for name, n, cfg, seed, exact in (("single", args.n, SINGLE, EVAL_SEED + 40, False),
                                       ("pair", args.n_pair, PAIR, EVAL_SEED + 41, True)):
@@ -170,17 +194,22 @@ def main(argv: Sequence[str] | None = None) -> dict:
                                                      priors=priors, exact_count=exact, batch=100)
         out["seconds"][f"text_to_image_{name}"] = round(time.perf_counter() - t, 1)
     m = args.n_manip
+    # Manipulations at the pipeline's defaults (benchmarks/manipulation_sweep.py measures the
+    # other settings on the same scenes, reusing one inversion); interpolation with fixed and inverted noise.
     t = time.perf_counter()
-    for eta in args.etas:
-        out[f"variations_eta_{eta:g}"] = variations_kept(pipe, sample_scenes(m, seed=EVAL_SEED + 42, config=PAIR),
-                                                         eta=eta)
+    var_scenes = sample_scenes(m, seed=EVAL_SEED + 42, config=PAIR)
+    out[f"variations_eta_{VARIATION_ETA:g}_guidance_{INVERTED_GUIDANCE:g}"] = variations_kept(
+        pipe, var_scenes, eta=VARIATION_ETA, guidance=INVERTED_GUIDANCE)
     out["seconds"]["variations"] = round(time.perf_counter() - t, 1)
     t = time.perf_counter()
     sc = sample_scenes(2 * m, seed=EVAL_SEED + 43, config=SINGLE)
-    out["interpolation"] = interpolation_ends(pipe, list(zip(sc[::2], sc[1::2])))
+    for noise in ("fixed", "inverted"):
+        out[f"interpolation_{noise}_noise"] = interpolation_ends(pipe, list(zip(sc[::2], sc[1::2])), noise=noise)
     out["seconds"]["interpolation"] = round(time.perf_counter() - t, 1)
     t = time.perf_counter()
-    out["text_diff"] = text_diff_turns(pipe, sample_scenes(m, seed=EVAL_SEED + 44, config=SINGLE))
+    diff_scenes = sample_scenes(m, seed=EVAL_SEED + 44, config=SINGLE)
+    out[f"text_diff_guidance_{TEXT_DIFF_GUIDANCE:g}"] = text_diff_turns(pipe, diff_scenes,
+                                                                      guidance=TEXT_DIFF_GUIDANCE)
     out["seconds"]["text_diff"] = round(time.perf_counter() - t, 1)
     if args.figure:
         figure(pipe, args.figure)

@@ -39,6 +39,10 @@ def test_reconstructions_keep_colour_and_shape_often(decoder, clip):
     acc = reconstruction_accuracy(*decoder, clip, n=40, steps=20, guidance=3.0)
     assert acc["single_shape_color"] >= FLOOR_SHAPE_COLOR
     assert acc["single_count"] >= 0.4
+    # the breakdown is consistent: both right implies each right; sizes average to the whole
+    assert acc["single_shape_color"] <= min(acc["single_shape"], acc["single_color"])
+    sizes = [acc[k] for k in ("single_shape_color_small", "single_shape_color_large") if k in acc]
+    assert sizes and min(sizes) <= acc["single_shape_color"] <= max(sizes)
 
 
 def test_inversion_round_trip(decoder, clip):

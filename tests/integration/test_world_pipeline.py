@@ -66,3 +66,17 @@ def test_same_seed_same_images_on_the_world_stack(pipe):
     assert a[0].tobytes() == b[0].tobytes()
     za, zb = pipe.prior(["a red star"], seed=1, kind="ar"), pipe.prior(["a red star"], seed=1, kind="ar")
     assert torch.equal(za, zb)
+
+
+def test_manipulation_defaults_keep_what_they_should(pipe):
+    # Model card, "Manipulations": variations keep 87.5 % of two-object scenes at the defaults, and a
+    # red -> blue circle text diff turns 79 % at theta 0.5; guidance 3 on the inverted x_T keeps far less.
+    # Floors on 8 scenes / seeds, different from the card's, so a broken inversion or default fails.
+    from unclip_probe.pipeline_eval import PAIR, text_diff_turns, variations_kept
+
+    pairs = sample_scenes(8, seed=4242, config=PAIR)
+    default = variations_kept(pipe, pairs, n=2)
+    assert default["kept_shapes_and_colours"] >= 0.5
+    assert default["mean_abs_pixel_difference_between_variations"] > 0
+    diff = text_diff_turns(pipe, sample_scenes(8, seed=4243, config=SINGLE))
+    assert diff["theta_0"]["circle"] >= 0.6 and diff["theta_0.5"]["blue_circle"] >= 0.4

@@ -209,3 +209,50 @@ def test_variations_reuse_an_inversion(pipe):
     fresh = pipe.variations(img, n=2, steps=2, seed=3)
     reused = pipe.variations(img, n=2, steps=2, seed=3, inverted=pipe.invert(img, steps=2))
     assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(fresh, reused))
+
+
+def _same_images(xs, ys) -> bool:
+    import numpy as np
+
+    return len(xs) == len(ys) and all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(xs, ys))
+
+
+def test_text_diffs_reuse_an_inversion_and_take_guidance(pipe):
+    img = world.render(world.sample_scenes(1, seed=2)[0])
+    kw = dict(thetas=[0.0, 0.5], steps=2, seed=1)
+    fresh = pipe.text_diff(img, "a red circle", "a blue circle", **kw)
+    reused = pipe.text_diff(img, "a red circle", "a blue circle", inverted=pipe.invert(img, steps=2), **kw)
+    assert _same_images(fresh, reused)
+    assert not _same_images(fresh, pipe.text_diff(img, "a red circle", "a blue circle", guidance=3.0, **kw))
+
+
+def test_interpolation_with_inverted_noise_is_unguided_by_default(pipe):
+    from unclip_probe.pipeline import INVERTED_GUIDANCE
+
+    a = world.render(world.sample_scenes(2, seed=2)[0])
+    b = world.render(world.sample_scenes(2, seed=2)[1])
+    kw = dict(n=3, steps=2, seed=1, noise="inverted")
+    default = pipe.interpolate(a, b, **kw)
+    assert _same_images(default, pipe.interpolate(a, b, guidance=INVERTED_GUIDANCE, **kw))
+    assert not _same_images(default, pipe.interpolate(a, b, guidance=3.0, **kw))
+    fixed = dict(kw, noise="fixed")  # fresh noise keeps the decoder's generation guidance
+    assert _same_images(pipe.interpolate(a, b, **fixed), pipe.interpolate(a, b, guidance=3.0, **fixed))
+
+
+def test_inversions_reused_inverts_each_image_once_and_changes_nothing(pipe):
+    from unclip_probe.pipeline_eval import inversions_reused
+
+    img = world.render(world.sample_scenes(1, seed=2)[0])
+    plain = [pipe.variations(img, n=1, steps=2, seed=s, eta=0.5) for s in (0, 1)]
+    calls = []
+    real = pipe.invert
+    pipe.invert = lambda image, steps=50: calls.append(steps) or real(image, steps=steps)
+    try:
+        with inversions_reused(pipe):
+            reused = [pipe.variations(img, n=1, steps=2, seed=s, eta=0.5) for s in (0, 1)]
+            pipe.text_diff(img, "a red circle", "a blue circle", thetas=[0.5], steps=2)
+        assert calls == [2]  # one inversion served three manipulations
+    finally:
+        del pipe.invert
+    assert all(_same_images(p, r) for p, r in zip(plain, reused))
+    assert "invert" not in vars(pipe)  # the block leaves the pipeline as it found it

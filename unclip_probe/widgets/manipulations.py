@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ipywidgets as W
 
+from ..pipeline import VARIATION_ETA
 from ..world import WorldConfig, render, sample_scenes
 from .live import Live, png, strip
 
@@ -22,8 +23,8 @@ class ManipulationsExplorer(W.Tab):
         self.a = image_a if image_a is not None else render(scenes[0])
         self.b = image_b if image_b is not None else render(scenes[1])
         # Variations
-        self.inverted = pipe.invert(self.a, steps=steps)  # (x_T, z_i), once: every variation starts from it
-        self.eta = W.FloatSlider(value=1.0, min=0.0, max=1.0, step=0.25, description="eta")
+        self.inverted = pipe.invert(self.a, steps=steps)  # (x_T, z_i), once: every variation and text diff starts from it
+        self.eta = W.FloatSlider(value=VARIATION_ETA, min=0.0, max=1.0, step=0.05, description="eta")
         self.more = W.Button(description="new variations")
         self.var_image = W.Image(format="png")
         self.var_live = Live(self._variations)
@@ -76,5 +77,5 @@ class ManipulationsExplorer(W.Tab):
     def _text_diff(self) -> None:
         if self._diff_images is None:
             self._diff_images = self.pipe.text_diff(self.a, self.src.value, self.dst.value, self.thetas,
-                                                    seed=self.seed, steps=self.steps)
+                                                    seed=self.seed, steps=self.steps, inverted=self.inverted)
         self.diff_image.value = png(strip([self.a, self._diff_images[self.theta.value]]))

@@ -1,0 +1,80 @@
+"""Which eta and guidance make the paper's manipulations keep what they should (issue 5).
+
+    python benchmarks/manipulation_sweep.py checkpoints/world --n 40 [--threads 1]
+
+Variations (§3.1) and text diffs (§3.3) decode a DDIM-inverted x_T. The
+inversion runs the unguided conditional decoder, so the sweep asks how far eta
+and guidance may move away from that exact round trip (eta = 0, guidance 1)
+before the oracle's reading changes. Interpolation (§3.2) is measured with x_T
+fixed (fresh noise, guidance 3) and with x_T slerped between the two inversions
+(unguided). The same metrics as `pipeline_eval`, on the same scene seeds; one
+inversion per image serves every setting. JSON: benchmarks/results/manipulation_sweep.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from unclip_probe.checkpoints import file_checksum
+from unclip_probe.clip_eval import EVAL_SEED
+from unclip_probe.pipeline import UnCLIP
+from unclip_probe.pipeline_eval import (PAIR, SINGLE, interpolation_ends, inversions_reused, text_diff_turns,
+                                        variations_kept)
+from unclip_probe.world import sample_scenes
+
+# (eta, guidance) for variations; guidance for text diffs. Guidance 3 is the decoder's default.
+# A first sweep on the previous decoder (benchmarks/results/manipulation_sweep_decoder_3c08985f.json)
+# showed guidance 3 and eta >= 0.3 losing most scenes, so the grid is finest at small eta.
+VARIATION_SETTINGS = ((0.0, 1.0), (0.05, 1.0), (0.1, 1.0), (0.2, 1.0), (0.5, 1.0), (1.0, 3.0))
+TEXT_DIFF_GUIDANCE = (1.0, 1.5, 2.0, 2.5, 3.0)
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("folder")
+    p.add_argument("--n", type=int, default=40, help="scenes per measurement (pairs for interpolation)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--out", default="benchmarks/results/manipulation_sweep.json")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    pipe = UnCLIP.from_pretrained(args.folder, device="cpu")
+    out: dict = {"command": "python benchmarks/manipulation_sweep.py " + " ".join(sys.argv[1:] if argv is None else argv),
+                 "decoder_checksum": file_checksum(Path(args.folder) / "decoder.safetensors"), "n": args.n,
+                 "variations": {}, "text_diff": {}, "interpolation": {}, "seconds": {}}
+    n = args.n
+
+    def save() -> None:  # after every setting, so a stopped sweep keeps what it measured
+        Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+
+    with inversions_reused(pipe):
+        t = time.perf_counter()
+        pairs = sample_scenes(n, seed=EVAL_SEED + 42, config=PAIR)  # pipeline_eval's variation scenes
+        for eta, g in VARIATION_SETTINGS:
+            out["variations"][f"eta_{eta:g}_guidance_{g:g}"] = variations_kept(pipe, pairs, eta=eta, guidance=g)
+            save()
+        out["seconds"]["variations"] = round(time.perf_counter() - t, 1)
+        t = time.perf_counter()
+        singles = sample_scenes(n, seed=EVAL_SEED + 44, config=SINGLE)  # pipeline_eval's text-diff scenes
+        for g in TEXT_DIFF_GUIDANCE:
+            out["text_diff"][f"guidance_{g:g}"] = text_diff_turns(pipe, singles, guidance=g)
+            save()
+        out["seconds"]["text_diff"] = round(time.perf_counter() - t, 1)
+        t = time.perf_counter()
+        sc = sample_scenes(2 * n, seed=EVAL_SEED + 43, config=SINGLE)  # pipeline_eval's interpolation pairs
+        for noise in ("fixed", "inverted"):
+            out["interpolation"][noise] = interpolation_ends(pipe, list(zip(sc[::2], sc[1::2])), noise=noise)
+            save()
+        out["seconds"]["interpolation"] = round(time.perf_counter() - t, 1)
+    save()
+    print(json.dumps(out, indent=2))
+    return out
+
+
+if __name__ == "__main__":
+    main()
