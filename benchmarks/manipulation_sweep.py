@@ -21,11 +21,9 @@ from pathlib import Path
 import torch
 
 from unclip_probe.checkpoints import file_checksum
-from unclip_probe.clip_eval import EVAL_SEED
 from unclip_probe.pipeline import UnCLIP
-from unclip_probe.pipeline_eval import (PAIR, SINGLE, interpolation_ends, inversions_reused, text_diff_turns,
+from unclip_probe.pipeline_eval import (interpolation_ends, inversions_reused, manipulation_scenes, text_diff_turns,
                                         variations_kept)
-from unclip_probe.world import sample_scenes
 
 # (eta, guidance) for variations; guidance for text diffs. Guidance 3 is the decoder's default.
 # A first sweep on the previous decoder (benchmarks/results/manipulation_sweep_decoder_3c08985f.json)
@@ -47,28 +45,26 @@ def main(argv=None) -> dict:
     out: dict = {"command": "python benchmarks/manipulation_sweep.py " + " ".join(sys.argv[1:] if argv is None else argv),
                  "decoder_checksum": file_checksum(Path(args.folder) / "decoder.safetensors"), "n": args.n,
                  "variations": {}, "text_diff": {}, "interpolation": {}, "seconds": {}}
-    n = args.n
+    scenes = manipulation_scenes(args.n)  # pipeline_eval's scenes
 
     def save() -> None:  # after every setting, so a stopped sweep keeps what it measured
         Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
 
     with inversions_reused(pipe):
         t = time.perf_counter()
-        pairs = sample_scenes(n, seed=EVAL_SEED + 42, config=PAIR)  # pipeline_eval's variation scenes
         for eta, g in VARIATION_SETTINGS:
-            out["variations"][f"eta_{eta:g}_guidance_{g:g}"] = variations_kept(pipe, pairs, eta=eta, guidance=g)
+            out["variations"][f"eta_{eta:g}_guidance_{g:g}"] = variations_kept(pipe, scenes["variations"], eta=eta,
+                                                                             guidance=g)
             save()
         out["seconds"]["variations"] = round(time.perf_counter() - t, 1)
         t = time.perf_counter()
-        singles = sample_scenes(n, seed=EVAL_SEED + 44, config=SINGLE)  # pipeline_eval's text-diff scenes
         for g in TEXT_DIFF_GUIDANCE:
-            out["text_diff"][f"guidance_{g:g}"] = text_diff_turns(pipe, singles, guidance=g)
+            out["text_diff"][f"guidance_{g:g}"] = text_diff_turns(pipe, scenes["text_diff"], guidance=g)
             save()
         out["seconds"]["text_diff"] = round(time.perf_counter() - t, 1)
         t = time.perf_counter()
-        sc = sample_scenes(2 * n, seed=EVAL_SEED + 43, config=SINGLE)  # pipeline_eval's interpolation pairs
         for noise in ("fixed", "inverted"):
-            out["interpolation"][noise] = interpolation_ends(pipe, list(zip(sc[::2], sc[1::2])), noise=noise)
+            out["interpolation"][noise] = interpolation_ends(pipe, scenes["interpolation"], noise=noise)
             save()
         out["seconds"]["interpolation"] = round(time.perf_counter() - t, 1)
     save()

@@ -34,6 +34,7 @@ from .world.oracle import as_rgb_image
 from .stages import load_decoder, load_unet_stage, load_upsampler
 
 PRIOR_KINDS = ("diffusion", "ar")
+DECODER_GUIDANCE = 3.0  # the decoder's classifier-free guidance when it draws from fresh noise
 
 # Manipulations that start from a DDIM-inverted x_T (paper §3). The inversion runs the
 # unguided conditional decoder, so only an unguided decode retraces it: at eta = 0 and
@@ -174,7 +175,7 @@ class UnCLIP:
         return torch.randn(n, 3, size, size, generator=self._generator(seed), device=self.device)
 
     @_sampling
-    def decode(self, z_img: Tensor, seed: int = 0, prompts: Sequence[str] | None = None, guidance: float = 3.0,
+    def decode(self, z_img: Tensor, seed: int = 0, prompts: Sequence[str] | None = None, guidance: float = DECODER_GUIDANCE,
                steps: int = 25, eta: float = 0.0, x_T: Tensor | None = None, upsample: bool = True,
                upsample_steps: int = 10) -> list[Image.Image]:
         """Images for CLIP image embeddings z_img (B, D), optionally also conditioned on captions.
@@ -206,7 +207,7 @@ class UnCLIP:
         return _to_pil(x)
 
     @_sampling
-    def __call__(self, prompts: str | Sequence[str], seed: int = 0, prior: str = "diffusion", guidance: float = 3.0,
+    def __call__(self, prompts: str | Sequence[str], seed: int = 0, prior: str = "diffusion", guidance: float = DECODER_GUIDANCE,
                  steps: int = 25, prior_guidance: float = 2.0, prior_steps: int = 64,
                  upsample_steps: int = 10) -> list[Image.Image]:
         """Text -> images: prior, then decoder and upsampler (paper Fig. 2)."""
@@ -254,7 +255,7 @@ class UnCLIP:
     def interpolate(self, a, b, n: int = 8, seed: int = 0, noise: str = "fixed", steps: int = 25,
                     guidance: float | None = None) -> list[Image.Image]:
         """Paper §3.2: slerp between the images' embeddings; x_T fixed, or slerped between their inversions.
-        guidance None: unguided for inverted noise (so each end is the input's round trip), else 3."""
+        guidance None: unguided for inverted noise (so each end is the input's round trip), else DECODER_GUIDANCE."""
         if not isinstance(n, int) or n < 2:
             raise bad_input("n", f"expected an integer >= 2 (the two ends included), got {n!r}")
         if noise not in ("fixed", "inverted"):
@@ -268,7 +269,7 @@ class UnCLIP:
             x_T = self._noise(1, self.decoder_cfg.unet.image_size, seed).expand(n, -1, -1, -1).clone()
         z = torch.cat([slerp(za, zb, t) for t in thetas])
         if guidance is None:
-            guidance = INVERTED_GUIDANCE if noise == "inverted" else 3.0
+            guidance = INVERTED_GUIDANCE if noise == "inverted" else DECODER_GUIDANCE
         return self.decode(z, seed=seed, x_T=x_T, steps=steps, guidance=guidance)
 
     @torch.no_grad()

@@ -70,6 +70,16 @@ def text_to_image(pipe, scenes: list[Scene], *, seed: int, batch: int = 50, prio
                    "cosine_to_true_image_embedding": round(float(np.mean(cos[name])), 4)} for name, h in hits.items()}
 
 
+def manipulation_scenes(m: int) -> dict[str, list]:
+    """The held-out scenes every manipulation figure is measured on (pipeline_eval and the sweep):
+    m two-object scenes for variations, m pairs of single objects for interpolation, m single
+    objects for text diffs."""
+    singles = sample_scenes(2 * m, seed=EVAL_SEED + 43, config=SINGLE)
+    return {"variations": sample_scenes(m, seed=EVAL_SEED + 42, config=PAIR),
+            "interpolation": list(zip(singles[::2], singles[1::2])),
+            "text_diff": sample_scenes(m, seed=EVAL_SEED + 44, config=SINGLE)}
+
+
 @contextmanager
 def inversions_reused(pipe):
     """Within the block pipe.invert runs once per (image, steps), so a sweep over eta or guidance
@@ -77,7 +87,8 @@ def inversions_reused(pipe):
     invert, cache, own = pipe.invert, {}, "invert" in vars(pipe)
 
     def cached(image, steps: int = 50):
-        key = (hashlib.sha1(np.asarray(image).tobytes()).hexdigest(), np.asarray(image).shape, steps)
+        arr = np.asarray(image)
+        key = (hashlib.sha1(arr.tobytes()).hexdigest(), arr.shape, steps)
         if key not in cache:
             cache[key] = invert(image, steps=steps)
         return cache[key]
@@ -193,22 +204,19 @@ def main(argv: Sequence[str] | None = None) -> dict:
         out[f"text_to_image_{name}"] = text_to_image(pipe, sample_scenes(n, seed=seed, config=cfg), seed=seed,
                                                      priors=priors, exact_count=exact, batch=100)
         out["seconds"][f"text_to_image_{name}"] = round(time.perf_counter() - t, 1)
-    m = args.n_manip
     # Manipulations at the pipeline's defaults (benchmarks/manipulation_sweep.py measures the
     # other settings on the same scenes, reusing one inversion); interpolation with fixed and inverted noise.
+    scenes = manipulation_scenes(args.n_manip)
     t = time.perf_counter()
-    var_scenes = sample_scenes(m, seed=EVAL_SEED + 42, config=PAIR)
     out[f"variations_eta_{VARIATION_ETA:g}_guidance_{INVERTED_GUIDANCE:g}"] = variations_kept(
-        pipe, var_scenes, eta=VARIATION_ETA, guidance=INVERTED_GUIDANCE)
+        pipe, scenes["variations"], eta=VARIATION_ETA, guidance=INVERTED_GUIDANCE)
     out["seconds"]["variations"] = round(time.perf_counter() - t, 1)
     t = time.perf_counter()
-    sc = sample_scenes(2 * m, seed=EVAL_SEED + 43, config=SINGLE)
     for noise in ("fixed", "inverted"):
-        out[f"interpolation_{noise}_noise"] = interpolation_ends(pipe, list(zip(sc[::2], sc[1::2])), noise=noise)
+        out[f"interpolation_{noise}_noise"] = interpolation_ends(pipe, scenes["interpolation"], noise=noise)
     out["seconds"]["interpolation"] = round(time.perf_counter() - t, 1)
     t = time.perf_counter()
-    diff_scenes = sample_scenes(m, seed=EVAL_SEED + 44, config=SINGLE)
-    out[f"text_diff_guidance_{TEXT_DIFF_GUIDANCE:g}"] = text_diff_turns(pipe, diff_scenes,
+    out[f"text_diff_guidance_{TEXT_DIFF_GUIDANCE:g}"] = text_diff_turns(pipe, scenes["text_diff"],
                                                                       guidance=TEXT_DIFF_GUIDANCE)
     out["seconds"]["text_diff"] = round(time.perf_counter() - t, 1)
     if args.figure:

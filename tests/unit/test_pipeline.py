@@ -256,3 +256,13 @@ def test_inversions_reused_inverts_each_image_once_and_changes_nothing(pipe):
         del pipe.invert
     assert all(_same_images(p, r) for p, r in zip(plain, reused))
     assert "invert" not in vars(pipe)  # the block leaves the pipeline as it found it
+
+
+def test_manipulation_scenes_are_the_documented_sets():
+    from unclip_probe.pipeline_eval import manipulation_scenes
+
+    sets = manipulation_scenes(3)
+    assert [len(s.objects) for s in sets["variations"]] == [2, 2, 2]
+    assert len(sets["interpolation"]) == 3 and all(len(a.objects) == len(b.objects) == 1 for a, b in sets["interpolation"])
+    assert [len(s.objects) for s in sets["text_diff"]] == [1, 1, 1]
+    assert manipulation_scenes(3) == sets  # seeded: pipeline_eval and the sweep see the same scenes
