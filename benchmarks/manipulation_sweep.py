@@ -30,6 +30,7 @@ from unclip_probe.pipeline_eval import (interpolation_ends, inversions_reused, m
 # showed guidance 3 and eta >= 0.3 losing most scenes, so the grid is finest at small eta.
 VARIATION_SETTINGS = ((0.0, 1.0), (0.05, 1.0), (0.1, 1.0), (0.2, 1.0), (0.5, 1.0), (1.0, 3.0))
 TEXT_DIFF_GUIDANCE = (1.0, 1.5, 2.0, 2.5, 3.0)
+PARTS = ("variations", "text_diff", "interpolation")
 
 
 def main(argv=None) -> dict:
@@ -38,6 +39,8 @@ def main(argv=None) -> dict:
     p.add_argument("--n", type=int, default=40, help="scenes per measurement (pairs for interpolation)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--out", default="benchmarks/results/manipulation_sweep.json")
+    p.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
+                   help="which manipulations to sweep (default: all), e.g. text_diff alone after a new decoder")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -52,18 +55,18 @@ def main(argv=None) -> dict:
 
     with inversions_reused(pipe):
         t = time.perf_counter()
-        for eta, g in VARIATION_SETTINGS:
+        for eta, g in VARIATION_SETTINGS if "variations" in args.parts else ():
             out["variations"][f"eta_{eta:g}_guidance_{g:g}"] = variations_kept(pipe, scenes["variations"], eta=eta,
                                                                              guidance=g)
             save()
         out["seconds"]["variations"] = round(time.perf_counter() - t, 1)
         t = time.perf_counter()
-        for g in TEXT_DIFF_GUIDANCE:
+        for g in TEXT_DIFF_GUIDANCE if "text_diff" in args.parts else ():
             out["text_diff"][f"guidance_{g:g}"] = text_diff_turns(pipe, scenes["text_diff"], guidance=g)
             save()
         out["seconds"]["text_diff"] = round(time.perf_counter() - t, 1)
         t = time.perf_counter()
-        for noise in ("fixed", "inverted"):
+        for noise in ("fixed", "inverted") if "interpolation" in args.parts else ():
             out["interpolation"][noise] = interpolation_ends(pipe, scenes["interpolation"], noise=noise)
             save()
         out["seconds"]["interpolation"] = round(time.perf_counter() - t, 1)
