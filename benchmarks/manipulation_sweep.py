@@ -1,6 +1,6 @@
 """Which eta and guidance make the paper's manipulations keep what they should (issue 5).
 
-    python benchmarks/manipulation_sweep.py checkpoints/world --n 40 [--threads 1]
+    python benchmarks/manipulation_sweep.py checkpoints/world --n 40 [--threads 1] [--parts text_diff ...]
 
 Variations (§3.1) and text diffs (§3.3) decode a DDIM-inverted x_T. The
 inversion runs the unguided conditional decoder, so the sweep asks how far eta
@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -47,29 +48,30 @@ def main(argv=None) -> dict:
     pipe = UnCLIP.from_pretrained(args.folder, device="cpu")
     out: dict = {"command": "python benchmarks/manipulation_sweep.py " + " ".join(sys.argv[1:] if argv is None else argv),
                  "decoder_checksum": file_checksum(Path(args.folder) / "decoder.safetensors"), "n": args.n,
-                 "variations": {}, "text_diff": {}, "interpolation": {}, "seconds": {}}
+                 **{part: {} for part in PARTS}, "seconds": {}}
     scenes = manipulation_scenes(args.n)  # pipeline_eval's scenes
 
     def save() -> None:  # after every setting, so a stopped sweep keeps what it measured
         Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
 
+    # Each part's settings as (key, measurement); only the parts asked for run, so a skipped part
+    # leaves its entry empty and records no time.
+    settings = {
+        "variations": [(f"eta_{eta:g}_guidance_{g:g}",
+                        partial(variations_kept, pipe, scenes["variations"], eta=eta, guidance=g))
+                       for eta, g in VARIATION_SETTINGS],
+        "text_diff": [(f"guidance_{g:g}", partial(text_diff_turns, pipe, scenes["text_diff"], guidance=g))
+                      for g in TEXT_DIFF_GUIDANCE],
+        "interpolation": [(noise, partial(interpolation_ends, pipe, scenes["interpolation"], noise=noise))
+                          for noise in ("fixed", "inverted")],
+    }
     with inversions_reused(pipe):
-        t = time.perf_counter()
-        for eta, g in VARIATION_SETTINGS if "variations" in args.parts else ():
-            out["variations"][f"eta_{eta:g}_guidance_{g:g}"] = variations_kept(pipe, scenes["variations"], eta=eta,
-                                                                             guidance=g)
-            save()
-        out["seconds"]["variations"] = round(time.perf_counter() - t, 1)
-        t = time.perf_counter()
-        for g in TEXT_DIFF_GUIDANCE if "text_diff" in args.parts else ():
-            out["text_diff"][f"guidance_{g:g}"] = text_diff_turns(pipe, scenes["text_diff"], guidance=g)
-            save()
-        out["seconds"]["text_diff"] = round(time.perf_counter() - t, 1)
-        t = time.perf_counter()
-        for noise in ("fixed", "inverted") if "interpolation" in args.parts else ():
-            out["interpolation"][noise] = interpolation_ends(pipe, scenes["interpolation"], noise=noise)
-            save()
-        out["seconds"]["interpolation"] = round(time.perf_counter() - t, 1)
+        for part in dict.fromkeys(args.parts):  # in the order asked, each once
+            t = time.perf_counter()
+            for key, measure in settings[part]:
+                out[part][key] = measure()
+                save()
+            out["seconds"][part] = round(time.perf_counter() - t, 1)
     save()
     print(json.dumps(out, indent=2))
     return out
