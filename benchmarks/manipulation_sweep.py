@@ -31,6 +31,9 @@ from unclip_probe.pipeline_eval import (interpolation_ends, inversions_reused, m
 # showed guidance 3 and eta >= 0.3 losing most scenes, so the grid is finest at small eta.
 VARIATION_SETTINGS = ((0.0, 1.0), (0.05, 1.0), (0.1, 1.0), (0.2, 1.0), (0.5, 1.0), (1.0, 3.0))
 TEXT_DIFF_GUIDANCE = (1.0, 1.5, 2.0, 2.5, 3.0)
+# Text diffs again with the decoder also reading the destination caption (UnCLIP.text_diff's `caption`);
+# at guidance 3 that caption alone had undone the inverted round trip (theta 0 kept 30 % of circles).
+TEXT_DIFF_CAPTION_GUIDANCE = (1.0, 1.5, 2.0)
 PARTS = ("variations", "text_diff", "interpolation")
 
 
@@ -61,7 +64,10 @@ def main(argv=None) -> dict:
                         partial(variations_kept, pipe, scenes["variations"], eta=eta, guidance=g))
                        for eta, g in VARIATION_SETTINGS],
         "text_diff": [(f"guidance_{g:g}", partial(text_diff_turns, pipe, scenes["text_diff"], guidance=g))
-                      for g in TEXT_DIFF_GUIDANCE],
+                      for g in TEXT_DIFF_GUIDANCE]
+                     + [(f"guidance_{g:g}_caption_dst",
+                         partial(text_diff_turns, pipe, scenes["text_diff"], guidance=g, caption_dst=True))
+                        for g in TEXT_DIFF_CAPTION_GUIDANCE],
         "interpolation": [(noise, partial(interpolation_ends, pipe, scenes["interpolation"], noise=noise))
                           for noise in ("fixed", "inverted")],
     }

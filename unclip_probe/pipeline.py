@@ -275,19 +275,23 @@ class UnCLIP:
     @torch.no_grad()
     def text_diff(self, image, src: str, dst: str, thetas: Sequence[float] = (0.0, 0.25, 0.5, 0.75),
                   seed: int = 0, steps: int = 50, guidance: float = TEXT_DIFF_GUIDANCE,
-                  inverted: tuple[Tensor, Tensor] | None = None) -> list[Image.Image]:
+                  inverted: tuple[Tensor, Tensor] | None = None, caption: str | None = None) -> list[Image.Image]:
         """Paper §3.3: z_d = normalise(z_t(dst) - z_t(src)); decode slerp(z_i, z_d, theta) from the inverted x_T.
-        inverted: ``invert(image, steps)``'s result, to reuse across calls."""
+        inverted: ``invert(image, steps)``'s result, to reuse across calls.
+        caption: a caption the decoder also reads for every frame (its text tokens, paper §2.1), e.g. `dst`;
+        None decodes from the embedding alone."""
         thetas = list(thetas)
         if not thetas or not all(isinstance(t, (int, float)) and 0 <= t <= 1 for t in thetas):
             raise bad_input("thetas", f"expected angles as fractions in [0, 1], got {thetas!r}")
         for name, text in (("src", src), ("dst", dst)):
             if not isinstance(text, str) or not text.strip():
                 raise bad_input(name, f"expected a non-empty prompt, got {text!r}")
+        if caption is not None and (not isinstance(caption, str) or not caption.strip()):
+            raise bad_input("caption", f"expected a non-empty prompt or None, got {caption!r}")
         x_T, z_i = self.invert(image, steps=steps) if inverted is None else inverted
         z_t = self.clip.encode_text([src, dst])
         z_d = F.normalize(z_t[1] - z_t[0], dim=-1)[None]
         z = torch.cat([slerp(z_i, z_d, t) for t in thetas])
         return self.decode(z, seed=seed, x_T=x_T.expand(len(thetas), -1, -1, -1).clone(), steps=steps,
-                           guidance=guidance)
+                           guidance=guidance, prompts=None if caption is None else [caption] * len(thetas))
 

@@ -131,19 +131,20 @@ def interpolation_ends(pipe, pairs: list[tuple[Scene, Scene]], n: int = 3, seed:
 
 @torch.no_grad()
 def text_diff_turns(pipe, scenes: list[Scene], src: str = "a red circle", dst: str = "a blue circle",
-                    thetas: Sequence[float] = (0.0, 0.5), **kw) -> dict:
+                    thetas: Sequence[float] = (0.0, 0.5), caption_dst: bool = False, **kw) -> dict:
     """For red circles at the scenes' sizes and places: share of seeds whose text-diff image at each theta
-    reads as a circle, as blue, and as both."""
+    reads as a circle, as blue, and as both. caption_dst: the decoder also reads `dst` as its caption."""
     out = {t: {"circle": [], "blue": [], "blue_circle": []} for t in thetas}
     for k, s in enumerate(scenes):
         red = replace(s, objects=(replace(s.objects[0], shape="circle", color="red"),))
-        imgs = pipe.text_diff(render(red), src, dst, thetas=list(thetas), seed=k, **kw)
+        imgs = pipe.text_diff(render(red), src, dst, thetas=list(thetas), seed=k, caption=dst if caption_dst else None,
+                              **kw)
         for t, im in zip(thetas, imgs):
             objs = detect(im).objects
             out[t]["circle"].append(any(o.shape == "circle" for o in objs))
             out[t]["blue"].append(any(o.color == "blue" for o in objs))
             out[t]["blue_circle"].append(any(o.shape == "circle" and o.color == "blue" for o in objs))
-    return {"src": src, "dst": dst, "n_seeds": len(scenes),
+    return {"src": src, "dst": dst, "decoder_caption": dst if caption_dst else None, "n_seeds": len(scenes),
             **{f"theta_{t:g}": {k: round(float(np.mean(v)), 4) for k, v in r.items()} for t, r in out.items()}}
 
 
@@ -216,8 +217,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
         out[f"interpolation_{noise}_noise"] = interpolation_ends(pipe, scenes["interpolation"], noise=noise)
     out["seconds"]["interpolation"] = round(time.perf_counter() - t, 1)
     t = time.perf_counter()
-    out[f"text_diff_guidance_{TEXT_DIFF_GUIDANCE:g}"] = text_diff_turns(pipe, scenes["text_diff"],
-                                                                      guidance=TEXT_DIFF_GUIDANCE)
+    for read_dst, suffix in ((False, ""), (True, "_caption_dst")):  # embedding alone; decoder also reads dst
+        out[f"text_diff_guidance_{TEXT_DIFF_GUIDANCE:g}{suffix}"] = text_diff_turns(
+            pipe, scenes["text_diff"], guidance=TEXT_DIFF_GUIDANCE, caption_dst=read_dst)
     out["seconds"]["text_diff"] = round(time.perf_counter() - t, 1)
     if args.figure:
         figure(pipe, args.figure)

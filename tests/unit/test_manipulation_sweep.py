@@ -20,7 +20,9 @@ def test_parts_sweeps_only_what_is_asked(stack, tmp_path):
     sweep = _sweep_module()
     out_path = tmp_path / "sweep.json"
     out = sweep.main([str(stack), "--n", "1", "--parts", "text_diff", "--out", str(out_path)])
-    assert set(out["text_diff"]) == {f"guidance_{g:g}" for g in sweep.TEXT_DIFF_GUIDANCE}
+    assert set(out["text_diff"]) == ({f"guidance_{g:g}" for g in sweep.TEXT_DIFF_GUIDANCE}
+                                     | {f"guidance_{g:g}_caption_dst" for g in sweep.TEXT_DIFF_CAPTION_GUIDANCE})
+    assert {r["decoder_caption"] for r in out["text_diff"].values()} == {None, "a blue circle"}
     assert all(0 <= r["theta_0.5"]["blue_circle"] <= 1 for r in out["text_diff"].values())
     # the skipped parts measured nothing and claim no time
     assert out["variations"] == {} and out["interpolation"] == {}

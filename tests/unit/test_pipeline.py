@@ -28,6 +28,20 @@ def test_variations_interpolations_and_text_diffs(pipe):
     assert len(pipe.text_diff(img, "a red circle", "a blue circle", thetas=[0.0, 0.5], steps=3)) == 2
 
 
+def test_text_diff_caption_reaches_the_decoder(pipe):
+    from unclip_probe.pipeline import TEXT_DIFF_GUIDANCE
+
+    img = world.render(world.sample_scenes(1, seed=2)[0])
+    inv = pipe.invert(img, steps=3)
+    plain = pipe.text_diff(img, "a red circle", "a blue circle", thetas=[0.5], steps=3, inverted=inv)
+    read = pipe.text_diff(img, "a red circle", "a blue circle", thetas=[0.5], steps=3, inverted=inv,
+                          caption="a blue circle")
+    z_t = pipe.clip.encode_text(["a red circle", "a blue circle"])
+    z = slerp(inv[1], torch.nn.functional.normalize(z_t[1] - z_t[0], dim=-1)[None], 0.5)
+    by_hand = pipe.decode(z, x_T=inv[0].clone(), steps=3, guidance=TEXT_DIFF_GUIDANCE, prompts=["a blue circle"])
+    assert read[0].tobytes() == by_hand[0].tobytes() != plain[0].tobytes()
+
+
 def test_slerp_ends_and_norm():
     a, b = torch.nn.functional.normalize(torch.randn(2, 8), dim=-1)
     assert torch.allclose(slerp(a, b, 0.0), a, atol=1e-5) and torch.allclose(slerp(a, b, 1.0), b, atol=1e-5)
@@ -57,6 +71,8 @@ def test_grayscale_rgba_and_oblong_images_are_converted_with_a_note_where_it_mat
     (lambda p: p.prior(["a red circle"], kind="ar"), "kind"),  # not in this stack
     (lambda p: p.text_diff(world.render(world.sample_scenes(1)[0]), "a red circle", "a blue circle", thetas=[1.5]), "thetas"),
     (lambda p: p.text_diff(world.render(world.sample_scenes(1)[0]), " ", "a blue circle"), "src"),
+    (lambda p: p.text_diff(world.render(world.sample_scenes(1)[0]), "a red circle", "a blue circle", caption=""),
+     "caption"),
     (lambda p: p.with_decoder("decoder_text"), "name"),
     (lambda p: p.variations("/no/such/file.png"), "image"),
     (lambda p: p.decode(torch.randn(2, 7)), "z_img"),

@@ -71,6 +71,9 @@ def test_manipulation_sliders_and_button(pipe):
     w.theta.value = 1
     w.more.click()
     assert w.interp_image.value != interp and w.diff_image.value != diff and w.var_image.value != var
+    read = w.diff_image.value
+    w.read_dst.value = False  # the decoder stops reading the 'to' caption: the frames are sampled again
+    assert w.diff_image.value != read
     w.src.value = ""  # an empty prompt: named in the text-diff Output after recompute
     w.recompute.click()
     assert w.diff_live.status.value.startswith("error")

@@ -12,11 +12,13 @@ class ManipulationsExplorer(W.Tab):
     """Three tabs over one pipeline. Variations: the image's inverted x_T (computed once) decoded with
     eta > 0 under new seeds (§3.1). Interpolation: `frames` slerps between two images, decoded once,
     a slider picks one (§3.2). Text diff: slerp towards z_t(dst) - z_t(src) for `thetas`, a slider
-    picks theta (§3.3). Sliders then only show what was sampled: updates are instant.
+    picks theta (§3.3); a checkbox lets the decoder also read the `to` caption. Sliders then only show
+    what was sampled: updates are instant.
     """
 
     def __init__(self, pipe, image_a=None, image_b=None, src: str = "a red circle", dst: str = "a blue circle",
-                 frames: int = 6, thetas=(0.0, 0.25, 0.5, 0.75, 1.0), steps: int = 25, seed: int = 0):
+                 frames: int = 6, thetas=(0.0, 0.25, 0.5, 0.75, 1.0), steps: int = 25, seed: int = 0,
+                 read_dst: bool = True):
         single = WorldConfig(max_objects=1, note_prob=0.0)
         scenes = sample_scenes(2, seed=seed + 5, config=single)
         self.pipe, self.steps, self.seed = pipe, steps, seed
@@ -43,6 +45,7 @@ class ManipulationsExplorer(W.Tab):
         self.thetas = list(thetas)
         self.src, self.dst = W.Text(value=src, description="from"), W.Text(value=dst, description="to")
         self.recompute = W.Button(description="recompute")
+        self.read_dst = W.Checkbox(value=read_dst, description="decoder reads 'to'")
         self.theta = W.SelectionSlider(options=[(f"{t:g}", i) for i, t in enumerate(self.thetas)], value=0,
                                        description="theta")
         self.diff_image = W.Image(format="png")
@@ -50,7 +53,8 @@ class ManipulationsExplorer(W.Tab):
         self._diff_images: list | None = None
         self.theta.observe(self.diff_live.trigger, names="value")
         self.recompute.on_click(self._recompute)
-        diff_tab = W.VBox([W.HBox([self.src, self.dst, self.recompute]), W.HBox([self.theta, self.diff_live.status]),
+        self.read_dst.observe(self._recompute, names="value")
+        diff_tab = W.VBox([W.HBox([self.src, self.dst, self.read_dst, self.recompute]), W.HBox([self.theta, self.diff_live.status]),
                            self.diff_image, self.diff_live.errors])
         super().__init__([var_tab, interp_tab, diff_tab])
         for i, title in enumerate(("variations", "interpolation", "text diff")):
@@ -70,12 +74,13 @@ class ManipulationsExplorer(W.Tab):
     def _interpolation(self) -> None:
         self.interp_image.value = png(strip([self.a, self.frames[self.t.value], self.b]))
 
-    def _recompute(self, _button=None) -> None:
+    def _recompute(self, _event=None) -> None:
         self._diff_images = None
         self.diff_live.run()
 
     def _text_diff(self) -> None:
         if self._diff_images is None:
             self._diff_images = self.pipe.text_diff(self.a, self.src.value, self.dst.value, self.thetas,
-                                                    seed=self.seed, steps=self.steps, inverted=self.inverted)
+                                                    seed=self.seed, steps=self.steps, inverted=self.inverted,
+                                                    caption=self.dst.value if self.read_dst.value else None)
         self.diff_image.value = png(strip([self.a, self._diff_images[self.theta.value]]))
