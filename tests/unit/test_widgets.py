@@ -72,7 +72,7 @@ def test_manipulation_sliders_and_button(pipe):
     w.more.click()
     assert w.interp_image.value != interp and w.diff_image.value != diff and w.var_image.value != var
     read = w.diff_image.value
-    w.read_dst.value = False  # the decoder stops reading the 'to' caption: the frames are sampled again
+    w.read_dst.value = True  # the decoder also reads the 'to' caption: the frames are sampled again
     assert w.diff_image.value != read
     w.src.value = ""  # an empty prompt: named in the text-diff Output after recompute
     w.recompute.click()

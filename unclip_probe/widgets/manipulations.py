@@ -18,7 +18,7 @@ class ManipulationsExplorer(W.Tab):
 
     def __init__(self, pipe, image_a=None, image_b=None, src: str = "a red circle", dst: str = "a blue circle",
                  frames: int = 6, thetas=(0.0, 0.25, 0.5, 0.75, 1.0), steps: int = 25, seed: int = 0,
-                 read_dst: bool = True):
+                 read_dst: bool = False):
         single = WorldConfig(max_objects=1, note_prob=0.0)
         scenes = sample_scenes(2, seed=seed + 5, config=single)
         self.pipe, self.steps, self.seed = pipe, steps, seed
