@@ -283,11 +283,10 @@ class UnCLIP:
         thetas = list(thetas)
         if not thetas or not all(isinstance(t, (int, float)) and 0 <= t <= 1 for t in thetas):
             raise bad_input("thetas", f"expected angles as fractions in [0, 1], got {thetas!r}")
-        for name, text in (("src", src), ("dst", dst)):
+        # checked before the inversion, the call's slow part
+        for name, text in (("src", src), ("dst", dst)) + ((("caption", caption),) if caption is not None else ()):
             if not isinstance(text, str) or not text.strip():
                 raise bad_input(name, f"expected a non-empty prompt, got {text!r}")
-        if caption is not None and (not isinstance(caption, str) or not caption.strip()):
-            raise bad_input("caption", f"expected a non-empty prompt or None, got {caption!r}")
         x_T, z_i = self.invert(image, steps=steps) if inverted is None else inverted
         z_t = self.clip.encode_text([src, dst])
         z_d = F.normalize(z_t[1] - z_t[0], dim=-1)[None]

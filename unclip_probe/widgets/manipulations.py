@@ -54,8 +54,8 @@ class ManipulationsExplorer(W.Tab):
         self.theta.observe(self.diff_live.trigger, names="value")
         self.recompute.on_click(self._recompute)
         self.read_dst.observe(self._recompute, names="value")
-        diff_tab = W.VBox([W.HBox([self.src, self.dst, self.read_dst, self.recompute]), W.HBox([self.theta, self.diff_live.status]),
-                           self.diff_image, self.diff_live.errors])
+        diff_tab = W.VBox([W.HBox([self.src, self.dst, self.read_dst, self.recompute]),
+                           W.HBox([self.theta, self.diff_live.status]), self.diff_image, self.diff_live.errors])
         super().__init__([var_tab, interp_tab, diff_tab])
         for i, title in enumerate(("variations", "interpolation", "text diff")):
             self.set_title(i, title)
