@@ -35,7 +35,8 @@ def _cmd_generate(args: argparse.Namespace) -> None:
         raise bad_input("--n", f"expected at least 1 image per prompt, got {args.n}")
     pipe = UnCLIP.from_pretrained(args.checkpoints, device=args.device)
     prompts = [p for p in args.prompts for _ in range(args.n)]  # n samples of each prompt, one batch
-    images = pipe(prompts, seed=args.seed, prior=args.prior, guidance=args.guidance, steps=args.steps)
+    guidance = {} if args.guidance is None else {"guidance": args.guidance}
+    images = pipe(prompts, seed=args.seed, prior=args.prior, steps=args.steps, **guidance)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     size = images[0].size[0]
@@ -70,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--n", type=int, default=8, help="images per prompt")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--prior", default="diffusion", help="diffusion | ar")
-    g.add_argument("--guidance", type=float, default=3.0, help="decoder classifier-free guidance")
+    g.add_argument("--guidance", type=float, default=None,
+                   help="decoder classifier-free guidance (default: the pipeline's DECODER_GUIDANCE)")
     g.add_argument("--steps", type=int, default=25, help="decoder DDIM steps")
     g.add_argument("--checkpoints", default="checkpoints/world", help="a world stack folder")
     g.add_argument("--device", default="auto")

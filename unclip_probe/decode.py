@@ -13,13 +13,18 @@ from .diffusion import cfg_denoiser, invert_ddim, make_schedule, sample_ddim
 from .errors import bad_input
 from .models.configs import DecoderConfig, DiffusionConfig, UpsamplerConfig
 
+# The decoder's classifier-free guidance when it draws from fresh noise (paper §2.1): the one
+# default the pipeline, the CLI, the probes and decode_eval share. Chosen by decode_eval's
+# guidance sweep (model card, stage 2).
+DECODER_GUIDANCE = 3.0
+
 
 def schedule_of(cfg: DiffusionConfig):
     return make_schedule(cfg.schedule, cfg.T, zero_terminal_snr=cfg.zero_terminal_snr)
 
 
 def decode_images(unet, cfg: DecoderConfig, clip_emb: Tensor | None, text: Tensor | None, text_mask: Tensor | None,
-                  *, x_T: Tensor, steps: int = 25, guidance: float = 3.0, eta: float = 0.0,
+                  *, x_T: Tensor, steps: int = 25, guidance: float = DECODER_GUIDANCE, eta: float = 0.0,
                   generator: torch.Generator | None = None, callback=None) -> Tensor:
     """x_0 in [-1, 1], (B, 3, S, S), from noise x_T (B, 3, S, S).
 

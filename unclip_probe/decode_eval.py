@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .clip_eval import EVAL_SEED
-from .decode import decode_images, to_unit
+from .decode import DECODER_GUIDANCE, decode_images, to_unit
 from .world import WorldConfig, detect, render, sample_scenes
 from .world.parse import SceneSpec
 from .world.spec import cell_of
@@ -46,7 +46,7 @@ def _object_ok(want, got) -> bool:
 
 
 @torch.no_grad()
-def reconstruction_accuracy(unet, cfg, clip, n: int = 500, steps: int = 25, guidance: float = 3.0,
+def reconstruction_accuracy(unet, cfg, clip, n: int = 500, steps: int = 25, guidance: float = DECODER_GUIDANCE,
                             with_caption: bool = False, seed: int = EVAL_SEED + 10) -> dict[str, float]:
     unet.eval()
     singles = sample_scenes(n, seed=seed, config=WorldConfig(max_objects=1, note_prob=0.0))
@@ -123,7 +123,7 @@ if __name__ == "__main__":
     p.add_argument("--name", default="decoder")
     p.add_argument("--n", type=int, default=500)
     p.add_argument("--steps", type=int, default=25)
-    p.add_argument("--guidance", type=float, nargs="+", default=[1.0, 3.0])
+    p.add_argument("--guidance", type=float, nargs="+", default=sorted({1.0, DECODER_GUIDANCE}))
     p.add_argument("--with-caption", action="store_true")
     p.add_argument("--inversion", action="store_true", help="also measure the DDIM inversion round trip")
     args = p.parse_args()

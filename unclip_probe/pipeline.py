@@ -27,14 +27,13 @@ from PIL import Image
 from torch import Tensor
 
 from .clip import ClipModel, load_clip
-from .decode import decode_images, invert_images, to_unit, upsample_images
+from .decode import DECODER_GUIDANCE, decode_images, invert_images, to_unit, upsample_images
 from .device import autocast, resolve_device, resolve_dtype
 from .errors import bad_input, one_of
 from .world.oracle import as_rgb_image
 from .stages import load_decoder, load_unet_stage, load_upsampler
 
 PRIOR_KINDS = ("diffusion", "ar")
-DECODER_GUIDANCE = 3.0  # the decoder's classifier-free guidance when it draws from fresh noise
 
 # Manipulations that start from a DDIM-inverted x_T (paper §3). The inversion runs the
 # unguided conditional decoder, so only an unguided decode retraces it: at eta = 0 and

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..decode import DECODER_GUIDANCE
 from ..errors import ProbeInputError, bad_input
 from ..world import SHAPES, Obj, Scene, WorldConfig, detect, render, sample_scenes
 from ..world.captions import RELATION_PHRASES, join_phrases, object_phrase
@@ -187,7 +188,7 @@ def _read_stack(scene: Scene, reading: Scene) -> dict[str, bool]:
 
 @torch.no_grad()
 def generation_binding(pipe, prompts: Sequence[str] | None = None, n: int = 32, seed: int = 0, steps: int = 25,
-                       guidance: float = 3.0, stack_seeds: int = 4, settings=SETTINGS,
+                       guidance: float = DECODER_GUIDANCE, stack_seeds: int = 4, settings=SETTINGS,
                        pipes: dict | None = None, prior_steps: int = 64) -> ProbeResult:
     """Oracle-read binding of two-object prompts under each setting (see SETTINGS), and Fig. 15's
     stacked-objects test. prompts: two-object prompts (default: n world prompts). Settings whose
@@ -292,7 +293,8 @@ if __name__ == "__main__":  # python -m unclip_probe.probes.binding checkpoints/
     records = lambda df: json.loads(df.reset_index().to_json(orient="records"))  # noqa: E731
     out = {"command": f"python -m unclip_probe.probes.binding {args.folder} --n-gen {args.n_gen} --n-clip "
                       f"{args.n_clip} --seed {args.seed}", "seconds_with_loading": round(seconds, 1),
-           "defaults": "decoder 25 steps, guidance 3, 32 px; diffusion prior 64 steps, guidance 2; stacks: 4 seeds",
+           "defaults": f"decoder 25 steps, guidance {DECODER_GUIDANCE:g}, 32 px; "
+                       "diffusion prior 64 steps, guidance 2; stacks: 4 seeds",
            "generation": records(res.table), "clip": records(res.meta["clip"]), "skipped": res.meta["skipped"]}
     Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
     print(res.table.round(3).to_string(), "\n", res.meta["clip"].drop(columns="example").round(3).to_string(),

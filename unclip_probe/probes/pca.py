@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from ..decode import DECODER_GUIDANCE
 from ..errors import bad_input
 from ..world import SceneSpec, detect, render, sample_scenes
 from .result import ProbeResult, image_list
@@ -62,7 +63,7 @@ def _checked_ks(ks: Sequence[int] | None, D: int) -> list[int]:
 
 
 def pca_reconstruction(pipe, images: Sequence | None = None, ks: Sequence[int] | None = None, n_fit: int = 2000,
-                       n_images: int = 8, seed: int = 0, steps: int = 25, guidance: float = 3.0) -> ProbeResult:
+                       n_images: int = 8, seed: int = 0, steps: int = 25, guidance: float = DECODER_GUIDANCE) -> ProbeResult:
     """Decode each image's CLIP embedding cut to its first k principal components, for every k.
 
     pipe: an UnCLIP pipeline. images: PIL images or paths (default: n_images world scenes).
@@ -161,7 +162,8 @@ if __name__ == "__main__":  # python -m unclip_probe.probes.pca checkpoints/worl
     res.figure().savefig(args.figure, dpi=100, bbox_inches="tight")
     out = {"command": f"python -m unclip_probe.probes.pca {args.folder} --n-images {args.n_images}",
            "seconds_with_loading": round(seconds, 1),
-           "sizes": f"n_fit 2000, {args.n_images} world scenes, decoder 25 steps, guidance 3, one seed",
+           "sizes": f"n_fit 2000, {args.n_images} world scenes, decoder 25 steps, "
+                    f"guidance {DECODER_GUIDANCE:g}, one seed",
            "table": json.loads(res.table.reset_index().to_json(orient="records"))}
     Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
     print(res.table.round(3).to_string(), f"\n{seconds:.1f} s")
