@@ -148,15 +148,16 @@ class UnCLIP:
         return torch.Generator(device=self.device).manual_seed(int(seed))
 
     @_sampling
-    def prior(self, prompts: str | Sequence[str], seed: int = 0, kind: str = "diffusion", guidance: float = 2.0,
-              steps: int = 64) -> Tensor:
-        """Unit-norm CLIP image embeddings (B, D) for the prompts (paper §2.2)."""
+    def prior(self, prompts: str | Sequence[str], seed: int = 0, kind: str = "diffusion",
+              guidance: float | None = None, steps: int = 64) -> Tensor:
+        """Unit-norm CLIP image embeddings (B, D) for the prompts (paper §2.2).
+        guidance None: the prior's own default (prior_sampling.PRIOR_GUIDANCE)."""
         return self._prior(self.clip.encode_text_and_tokens(self._prompts(prompts)), seed, kind, guidance, steps)
 
-    def _prior(self, encoded: tuple[Tensor, Tensor, Tensor], seed: int, kind: str, guidance: float,
+    def _prior(self, encoded: tuple[Tensor, Tensor, Tensor], seed: int, kind: str, guidance: float | None,
                steps: int) -> Tensor:
         """prior() on prompts already encoded as (z_t (B, D), tokens (B, L, W), mask (B, L))."""
-        from .prior_sampling import sample_ar_prior, sample_diffusion_prior
+        from .prior_sampling import PRIOR_GUIDANCE, sample_ar_prior, sample_diffusion_prior
 
         if kind not in PRIOR_KINDS:
             raise bad_input("kind", one_of(kind, PRIOR_KINDS))
@@ -164,6 +165,7 @@ class UnCLIP:
             raise bad_input("kind", f"this stack has no {kind!r} prior (train it with `unclip-probe train "
                                     f"{'prior' if kind == 'diffusion' else 'ar-prior'}`)")
         net, cfg = self.priors[kind]
+        guidance = PRIOR_GUIDANCE[kind] if guidance is None else guidance
         z_t, text, mask = encoded
         g = self._generator(seed)
         if kind == "diffusion":
@@ -207,7 +209,7 @@ class UnCLIP:
 
     @_sampling
     def __call__(self, prompts: str | Sequence[str], seed: int = 0, prior: str = "diffusion", guidance: float = DECODER_GUIDANCE,
-                 steps: int = 25, prior_guidance: float = 2.0, prior_steps: int = 64,
+                 steps: int = 25, prior_guidance: float | None = None, prior_steps: int = 64,
                  upsample_steps: int = 10) -> list[Image.Image]:
         """Text -> images: prior, then decoder and upsampler (paper Fig. 2)."""
         z_t, text, mask = self.clip.encode_text_and_tokens(self._prompts(prompts))  # one pass of the text tower

@@ -51,17 +51,19 @@ def _pixels(img) -> np.ndarray:
 
 @torch.no_grad()
 def text_to_image(pipe, scenes: list[Scene], *, seed: int, batch: int = 50, priors: Sequence[str] = ("diffusion", "ar"),
-                  exact_count: bool = False, **decode_kw) -> dict:
-    """Oracle accuracy and embedding cosines of the decoder fed each prior's sample, z_t and the true z_i."""
+                  exact_count: bool = False, baselines: bool = True, prior_guidance: float | None = None,
+                  **decode_kw) -> dict:
+    """Oracle accuracy and embedding cosines of the decoder fed each prior's sample (at prior_guidance;
+    None: each prior's default) and, with baselines, z_t and the true z_i."""
     hits: dict[str, list[bool]] = {}
     cos: dict[str, list[float]] = {}
     for i in range(0, len(scenes), batch):
         chunk = scenes[i:i + batch]
         prompts = [caption(s, seed=seed + i + k) for k, s in enumerate(chunk)]
         z_true = pipe.clip.encode_image([render(s) for s in chunk])  # (B, D), unit norm
-        feeds = {"text_embedding": pipe.clip.encode_text(prompts), "true_image_embedding": z_true}
+        feeds = {"text_embedding": pipe.clip.encode_text(prompts), "true_image_embedding": z_true} if baselines else {}
         for kind in priors:
-            feeds[f"{kind}_prior"] = pipe.prior(prompts, seed=seed + i, kind=kind)
+            feeds[f"{kind}_prior"] = pipe.prior(prompts, seed=seed + i, kind=kind, guidance=prior_guidance)
         for name, z in feeds.items():
             imgs = pipe.decode(z, seed=seed + i, prompts=prompts, **decode_kw)
             hits.setdefault(name, []).extend(drawn(s.objects, detect(im), exact_count) for s, im in zip(chunk, imgs))
@@ -181,7 +183,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     from pathlib import Path
 
     from .checkpoints import file_checksum
+    from .decode import DECODER_GUIDANCE
     from .pipeline import INVERTED_GUIDANCE, TEXT_DIFF_GUIDANCE, VARIATION_ETA, UnCLIP
+    from .prior_sampling import PRIOR_GUIDANCE
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("folder")
@@ -195,8 +199,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     folder = Path(args.folder)
     out: dict = {"command": "python -m unclip_probe.pipeline_eval " + " ".join(sys.argv[1:] if argv is None else argv),
                  "checksums": {f.stem: file_checksum(f) for f in sorted(folder.glob("*.safetensors"))},
-                 "n": args.n, "n_pair": args.n_pair, "n_manip": args.n_manip, "defaults": "prior guidance 2, 64 steps; decoder guidance 3, "
-                 f"25 steps; upsampler 10 steps; variations eta {VARIATION_ETA:g}, guidance {INVERTED_GUIDANCE:g}, 50 steps; "
+                 "n": args.n, "n_pair": args.n_pair, "n_manip": args.n_manip,
+                 "defaults": f"prior guidance {PRIOR_GUIDANCE['diffusion']:g} (diffusion) / {PRIOR_GUIDANCE['ar']:g} (AR), "
+                 f"64 steps; decoder guidance {DECODER_GUIDANCE:g}, 25 steps; upsampler 10 steps; "
+                 f"variations eta {VARIATION_ETA:g}, guidance {INVERTED_GUIDANCE:g}, 50 steps; "
                  f"text diff guidance {TEXT_DIFF_GUIDANCE:g}, 50 steps; interpolation 25 steps", "seconds": {}}
     priors = tuple(pipe.priors)
     for name, n, cfg, seed, exact in (("single", args.n, SINGLE, EVAL_SEED + 40, False),

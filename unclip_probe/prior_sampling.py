@@ -17,10 +17,15 @@ from .decode import schedule_of
 from .diffusion import cfg_denoiser, sample_ddim
 from .models.configs import PriorConfig
 
+# Classifier-free guidance of each prior when the caller names none (paper §2.2 samples both
+# priors with guidance). The diffusion prior's value comes from benchmarks/prior_sweep.py,
+# which reads the pipeline's images at several guidances (model card, "The whole pipeline").
+PRIOR_GUIDANCE = {"diffusion": 2.0, "ar": 2.0}
+
 
 @torch.no_grad()
 def sample_diffusion_prior(prior, cfg: PriorConfig, z_text: Tensor, text: Tensor, text_mask: Tensor, *,
-                           generator: torch.Generator, steps: int = 64, guidance: float = 2.0,
+                           generator: torch.Generator, steps: int = 64, guidance: float = PRIOR_GUIDANCE["diffusion"],
                            candidates: int = 2, callback=None) -> Tensor:
     """Unit-norm CLIP image embeddings (B, D) for captions given as
     z_text (B, D) unit-norm CLIP text embeddings and text (B, L, W) / text_mask (B, L) tokens."""
@@ -43,7 +48,7 @@ def sample_diffusion_prior(prior, cfg: PriorConfig, z_text: Tensor, text: Tensor
 
 @torch.no_grad()
 def sample_ar_prior(prior, z_text: Tensor, text: Tensor, text_mask: Tensor, *, generator: torch.Generator,
-                    guidance: float = 2.0, temperature: float = 1.0, callback=None) -> Tensor:
+                    guidance: float = PRIOR_GUIDANCE["ar"], temperature: float = 1.0, callback=None) -> Tensor:
     """Unit-norm CLIP image embeddings (B, D) from the AR prior, one PCA code at a time.
 
     The z_i . z_t token is drawn from the top half of its training distribution (paper §2.2:

@@ -156,6 +156,28 @@ def test_text_to_image_scores_a_perfect_decoder_as_right_and_true_embeddings_at_
     assert res["text_embedding"]["cosine_to_true_image_embedding"] < 0.999
 
 
+def test_prior_guidance_defaults_per_kind_and_reaches_text_to_image(pipe):
+    from unclip_probe.pipeline_eval import text_to_image
+    from unclip_probe.prior_sampling import PRIOR_GUIDANCE
+
+    prompts = ["a red circle", "a blue star"]
+    default = pipe.prior(prompts, seed=1, steps=3)
+    assert torch.equal(default, pipe.prior(prompts, seed=1, steps=3, guidance=PRIOR_GUIDANCE["diffusion"]))
+    assert not torch.allclose(default, pipe.prior(prompts, seed=1, steps=3, guidance=PRIOR_GUIDANCE["diffusion"] + 2))
+    # The sweep's path: only the prior's row, and the guidance it was given.
+    scenes = world.sample_scenes(4, seed=5)
+    seen = []
+
+    class Spy(_PerfectDecoder):
+        def prior(self, prompts, **kw):
+            seen.append(kw["guidance"])
+            return super().prior(prompts, **kw)
+
+    res = text_to_image(Spy(pipe, scenes), scenes, seed=0, batch=4, priors=("diffusion",), baselines=False,
+                        prior_guidance=4.0)
+    assert set(res) == {"diffusion_prior"} and seen == [4.0]
+
+
 class _Stub:
     """A pipeline whose manipulations return fixed pictures, so the metrics' verdicts are known."""
 
