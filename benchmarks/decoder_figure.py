@@ -1,4 +1,4 @@
-"""Reconstruction figure for the model card: true render, decoder (32 px, guidance 1 and 3), upsampler (64 px).
+"""Reconstruction figure for the model card: true render, decoder (32 px, guidance 1 and the default), upsampler (64 px).
 
     python benchmarks/decoder_figure.py [--n 12] [--out notebooks/figures/decoder_reconstructions.png]
 
@@ -15,7 +15,7 @@ from PIL import Image
 
 from unclip_probe.clip import load_clip
 from unclip_probe.clip_eval import EVAL_SEED
-from unclip_probe.decode import to_unit, upsample_images
+from unclip_probe.decode import DECODER_GUIDANCE, to_unit, upsample_images
 from unclip_probe.decode_eval import decode_scenes
 from unclip_probe.stages import load_decoder, load_upsampler
 from unclip_probe.world import WorldConfig, render, sample_scenes
@@ -32,7 +32,7 @@ def main() -> None:
     seed = EVAL_SEED + 10  # reconstruction_accuracy's single-object scenes and noise
     scenes = sample_scenes(args.n, seed=seed, config=WorldConfig(max_objects=1, note_prob=0.0))
     rows = [np.concatenate([np.asarray(render(s, 64)) for s in scenes], 1)]
-    for g in (1.0, 3.0):
+    for g in (1.0, DECODER_GUIDANCE):
         x = torch.stack(decode_scenes(dec, dcfg, clip, scenes, steps=25, guidance=g, with_caption=False, seed=seed))
         x = x * 2 - 1  # [0, 1] -> [-1, 1], the upsampler's range
         hi = upsample_images(up, ucfg, x, x_T=torch.randn(args.n, 3, 64, 64, generator=torch.Generator().manual_seed(1)))
@@ -40,7 +40,7 @@ def main() -> None:
             rows.append((to_unit(img).permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8).transpose(1, 0, 2, 3)
                         .reshape(64, -1, 3))
     Image.fromarray(np.concatenate(rows, 0)).resize((args.n * 128, len(rows) * 128), Image.NEAREST).save(args.out)
-    print(f"wrote {args.out}: rows = truth, decoder g1 (32 px), + upsampler, decoder g3 (32 px), + upsampler")
+    print(f"wrote {args.out}: rows = truth, decoder g1 (32 px), + upsampler, decoder g{DECODER_GUIDANCE:g} (32 px), + upsampler")
 
 
 if __name__ == "__main__":

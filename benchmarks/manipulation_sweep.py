@@ -6,7 +6,7 @@ Variations (§3.1) and text diffs (§3.3) decode a DDIM-inverted x_T. The
 inversion runs the unguided conditional decoder, so the sweep asks how far eta
 and guidance may move away from that exact round trip (eta = 0, guidance 1)
 before the oracle's reading changes. Interpolation (§3.2) is measured with x_T
-fixed (fresh noise, guidance 3) and with x_T slerped between the two inversions
+fixed (fresh noise, the decoder's default guidance) and with x_T slerped between the two inversions
 (unguided). The same metrics as `pipeline_eval`, on the same scene seeds; one
 inversion per image serves every setting. JSON: benchmarks/results/manipulation_sweep.json.
 """
@@ -26,7 +26,7 @@ from unclip_probe.pipeline import UnCLIP
 from unclip_probe.pipeline_eval import (interpolation_ends, inversions_reused, manipulation_scenes, text_diff_turns,
                                         variations_kept)
 
-# (eta, guidance) for variations; guidance for text diffs. Guidance 3 is the decoder's default.
+# (eta, guidance) for variations; guidance for text diffs. Guidance 3 was the decoder's default until decoder run 7 (now 2).
 # A first sweep on the previous decoder (benchmarks/results/manipulation_sweep_decoder_3c08985f.json)
 # showed guidance 3 and eta >= 0.3 losing most scenes, so the grid is finest at small eta.
 VARIATION_SETTINGS = ((0.0, 1.0), (0.05, 1.0), (0.1, 1.0), (0.2, 1.0), (0.5, 1.0), (1.0, 3.0))

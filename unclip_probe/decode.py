@@ -16,7 +16,7 @@ from .models.configs import DecoderConfig, DiffusionConfig, UpsamplerConfig
 # The decoder's classifier-free guidance when it draws from fresh noise (paper §2.1): the one
 # default the pipeline, the CLI, the probes and decode_eval share. Chosen by decode_eval's
 # guidance sweep (model card, stage 2).
-DECODER_GUIDANCE = 3.0
+DECODER_GUIDANCE = 2.0
 
 
 def schedule_of(cfg: DiffusionConfig):
