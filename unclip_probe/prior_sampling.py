@@ -20,7 +20,7 @@ from .models.configs import PriorConfig
 # Classifier-free guidance of each prior when the caller names none (paper §2.2 samples both
 # priors with guidance). The diffusion prior's value comes from benchmarks/prior_sweep.py,
 # which reads the pipeline's images at several guidances (model card, "The whole pipeline").
-PRIOR_GUIDANCE = {"diffusion": 2.0, "ar": 2.0}
+PRIOR_GUIDANCE = {"diffusion": 3.0, "ar": 2.0}
 
 
 @torch.no_grad()
