@@ -36,6 +36,7 @@ import pandas as pd
 import torch
 
 from ..decode import DECODER_GUIDANCE
+from ..prior_sampling import PRIOR_GUIDANCE
 from ..errors import ProbeInputError, bad_input
 from ..world import SHAPES, Obj, Scene, WorldConfig, detect, render, sample_scenes
 from ..world.captions import RELATION_PHRASES, join_phrases, object_phrase
@@ -294,7 +295,7 @@ if __name__ == "__main__":  # python -m unclip_probe.probes.binding checkpoints/
     out = {"command": f"python -m unclip_probe.probes.binding {args.folder} --n-gen {args.n_gen} --n-clip "
                       f"{args.n_clip} --seed {args.seed}", "seconds_with_loading": round(seconds, 1),
            "defaults": f"decoder 25 steps, guidance {DECODER_GUIDANCE:g}, 32 px; "
-                       "diffusion prior 64 steps, guidance 2; stacks: 4 seeds",
+                       f"diffusion prior 64 steps, guidance {PRIOR_GUIDANCE['diffusion']:g}; stacks: 4 seeds",
            "generation": records(res.table), "clip": records(res.meta["clip"]), "skipped": res.meta["skipped"]}
     Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
     print(res.table.round(3).to_string(), "\n", res.meta["clip"].drop(columns="example").round(3).to_string(),
