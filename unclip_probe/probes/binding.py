@@ -36,8 +36,8 @@ import pandas as pd
 import torch
 
 from ..decode import DECODER_GUIDANCE
-from ..prior_sampling import PRIOR_GUIDANCE
 from ..errors import ProbeInputError, bad_input
+from ..prior_sampling import PRIOR_GUIDANCE
 from ..world import SHAPES, Obj, Scene, WorldConfig, detect, render, sample_scenes
 from ..world.captions import RELATION_PHRASES, join_phrases, object_phrase
 from ..world.parse import parse_caption
