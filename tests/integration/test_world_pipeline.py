@@ -14,7 +14,9 @@ from unclip_probe.world import caption, render, sample_scenes
 
 pytestmark = pytest.mark.integration
 WORLD = Path(__file__).resolve().parents[2] / "checkpoints" / "world"
-FLOOR_SHAPE_COLOR = 0.15  # text -> image with the diffusion prior, single objects (card: see its stage 4)
+# Text -> image with the diffusion prior, single objects, 24 prompts at 20 steps, 32 px: measured 58 % on
+# decoder run 7 (card, "The whole pipeline": 81 % on 200 at the defaults); the floor sits 2 standard errors below.
+FLOOR_SHAPE_COLOR = 0.35
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +50,7 @@ def test_diffusion_prior_samples_sit_nearer_the_true_image_embedding_than_z_t(pi
 @pytest.mark.parametrize("kind", ["diffusion", "ar"])
 def test_prior_samples_follow_their_own_caption(pipe, held_out, kind):
     # Nearer their own caption's scene than the other captions' scenes: the prior reads the text.
-    # (The AR prior is the least trained stage; card: cosine 0.43 to the true embedding.)
+    # (Card, "The whole pipeline": the AR prior samples at cosine 0.916 to the true embedding, the diffusion prior at 0.922.)
     prompts, z_true = held_out
     cos = pipe.prior(prompts, seed=0, kind=kind) @ z_true.T  # (60, 60)
     assert cos.diag().mean() > cos.mean() + 0.02
@@ -70,13 +72,14 @@ def test_same_seed_same_images_on_the_world_stack(pipe):
 
 def test_manipulation_defaults_keep_what_they_should(pipe):
     # Model card, "Manipulations": variations keep 95 % of two-object scenes at the defaults, and a
-    # red -> blue circle text diff turns 90 % at theta 0.5 (decoder run 6; 40 scenes).
-    # Floors on 8 scenes / seeds, different from the card's, so a broken inversion or default fails.
+    # red -> blue circle text diff turns 85 % at theta 0.5 (decoder run 7; 40 scenes). On these 8 scenes /
+    # seeds, different from the card's, decoder run 7 measured 94 % kept, and 100 % / 87.5 % for circle at
+    # theta 0 / blue circle at theta 0.5; the floors sit well below, so a broken inversion or default fails.
     from unclip_probe.pipeline_eval import PAIR, text_diff_turns, variations_kept
 
     pairs = sample_scenes(8, seed=4242, config=PAIR)
     default = variations_kept(pipe, pairs, n=2)
-    assert default["kept_shapes_and_colours"] >= 0.5
+    assert default["kept_shapes_and_colours"] >= 0.75
     assert default["mean_abs_pixel_difference_between_variations"] > 0
     diff = text_diff_turns(pipe, sample_scenes(8, seed=4243, config=SINGLE))
-    assert diff["theta_0"]["circle"] >= 0.6 and diff["theta_0.5"]["blue_circle"] >= 0.4
+    assert diff["theta_0"]["circle"] >= 0.75 and diff["theta_0.5"]["blue_circle"] >= 0.625
