@@ -265,7 +265,7 @@ def test_text_diffs_reuse_an_inversion_and_take_guidance(pipe):
 
 
 def test_interpolation_with_inverted_noise_is_unguided_by_default(pipe):
-    from unclip_probe.pipeline import INVERTED_GUIDANCE
+    from unclip_probe.pipeline import DECODER_GUIDANCE, INVERTED_GUIDANCE
 
     a = world.render(world.sample_scenes(2, seed=2)[0])
     b = world.render(world.sample_scenes(2, seed=2)[1])
@@ -274,7 +274,7 @@ def test_interpolation_with_inverted_noise_is_unguided_by_default(pipe):
     assert _same_images(default, pipe.interpolate(a, b, guidance=INVERTED_GUIDANCE, **kw))
     assert not _same_images(default, pipe.interpolate(a, b, guidance=3.0, **kw))
     fixed = dict(kw, noise="fixed")  # fresh noise keeps the decoder's generation guidance
-    assert _same_images(pipe.interpolate(a, b, **fixed), pipe.interpolate(a, b, guidance=3.0, **fixed))
+    assert _same_images(pipe.interpolate(a, b, **fixed), pipe.interpolate(a, b, guidance=DECODER_GUIDANCE, **fixed))
 
 
 def test_inversions_reused_inverts_each_image_once_and_changes_nothing(pipe):
