@@ -16,11 +16,10 @@ import sys
 import time
 from pathlib import Path
 
-from unclip_probe.checkpoints import file_checksum
-from unclip_probe.clip_eval import EVAL_SEED
+from unclip_probe.checkpoints import stack_checksums
 from unclip_probe.decode import DECODER_GUIDANCE
 from unclip_probe.pipeline import UnCLIP
-from unclip_probe.pipeline_eval import SINGLE, text_to_image
+from unclip_probe.pipeline_eval import SINGLE, SINGLE_SEED, TEXT_TO_IMAGE_BATCH, text_to_image
 from unclip_probe.world import sample_scenes
 
 
@@ -33,17 +32,14 @@ def main() -> None:
     p.add_argument("--out", default="benchmarks/results/prior_sweep.json")
     args = p.parse_args()
     pipe = UnCLIP.from_pretrained(args.folder, device="cpu")
-    seed = EVAL_SEED + 40  # pipeline_eval's single-object prompts and noise
-    scenes = sample_scenes(args.n, seed=seed, config=SINGLE)
+    scenes = sample_scenes(args.n, seed=SINGLE_SEED, config=SINGLE)  # pipeline_eval's single-object row
     out: dict = {"command": "python benchmarks/prior_sweep.py " + " ".join(sys.argv[1:]),
-                 "prior_checksum": file_checksum(Path(args.folder) / f"{'prior' if args.prior == 'diffusion' else 'ar_prior'}"
-                                                                     ".safetensors"),
-                 "decoder_checksum": file_checksum(Path(args.folder) / "decoder.safetensors"),
+                 "checksums": stack_checksums(args.folder),
                  "n": args.n, "prior": args.prior, "decoder_guidance": DECODER_GUIDANCE, "seconds": {}}
     for g in args.guidance:
         t = time.perf_counter()
-        res = text_to_image(pipe, scenes, seed=seed, batch=100, priors=(args.prior,), baselines=False,
-                            prior_guidance=g)[f"{args.prior}_prior"]
+        res = text_to_image(pipe, scenes, seed=SINGLE_SEED, batch=TEXT_TO_IMAGE_BATCH, priors=(args.prior,),
+                            baselines=False, prior_guidance=g)[f"{args.prior}_prior"]
         out[f"guidance_{g:g}"] = res
         out["seconds"][f"guidance_{g:g}"] = round(time.perf_counter() - t, 1)
         print(f"prior guidance {g:g}: {res}", file=sys.stderr)

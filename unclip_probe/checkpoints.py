@@ -75,6 +75,11 @@ def file_checksum(path: PathLike) -> str:
     return h.hexdigest()[:16]
 
 
+def stack_checksums(folder: PathLike) -> dict[str, str]:
+    """{stage file stem: file_checksum} for every weights file of a stack folder: what a measurement names."""
+    return {f.stem: file_checksum(f) for f in sorted(Path(folder).glob("*.safetensors"))}
+
+
 def require_files(folder: PathLike, names: list[str]) -> None:
     """Check a checkpoint folder holds every file in ``names``; the error names folder and files."""
     folder = Path(folder)

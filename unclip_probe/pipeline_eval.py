@@ -35,6 +35,9 @@ from .world import Scene, WorldConfig, caption, detect, render, sample_scenes
 
 SINGLE = WorldConfig(max_objects=1, note_prob=0.0)
 PAIR = WorldConfig(min_objects=2, max_objects=2, note_prob=0.0)
+# The text -> image rows' scenes and noise. The batch is part of the seeding (chunk k of a batch
+# draws from seed + its start), so a sweep that repeats a row must use the same three.
+SINGLE_SEED, PAIR_SEED, TEXT_TO_IMAGE_BATCH = EVAL_SEED + 40, EVAL_SEED + 41, 100
 
 
 def drawn(wanted: Sequence, reading: Scene, exact_count: bool) -> bool:
@@ -180,9 +183,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     import argparse
     import json
     import sys
-    from pathlib import Path
 
-    from .checkpoints import file_checksum
+    from .checkpoints import stack_checksums
     from .decode import DECODER_GUIDANCE
     from .pipeline import INVERTED_GUIDANCE, TEXT_DIFF_GUIDANCE, VARIATION_ETA, UnCLIP
     from .prior_sampling import PRIOR_GUIDANCE
@@ -196,20 +198,19 @@ def main(argv: Sequence[str] | None = None) -> dict:
     p.add_argument("--figure", default=None, help="also write the figure sheet here")
     args = p.parse_args(argv)
     pipe = UnCLIP.from_pretrained(args.folder, device=args.device)
-    folder = Path(args.folder)
     out: dict = {"command": "python -m unclip_probe.pipeline_eval " + " ".join(sys.argv[1:] if argv is None else argv),
-                 "checksums": {f.stem: file_checksum(f) for f in sorted(folder.glob("*.safetensors"))},
+                 "checksums": stack_checksums(args.folder),
                  "n": args.n, "n_pair": args.n_pair, "n_manip": args.n_manip,
                  "defaults": f"prior guidance {PRIOR_GUIDANCE['diffusion']:g} (diffusion) / {PRIOR_GUIDANCE['ar']:g} (AR), "
                  f"64 steps; decoder guidance {DECODER_GUIDANCE:g}, 25 steps; upsampler 10 steps; "
                  f"variations eta {VARIATION_ETA:g}, guidance {INVERTED_GUIDANCE:g}, 50 steps; "
                  f"text diff guidance {TEXT_DIFF_GUIDANCE:g}, 50 steps; interpolation 25 steps", "seconds": {}}
     priors = tuple(pipe.priors)
-    for name, n, cfg, seed, exact in (("single", args.n, SINGLE, EVAL_SEED + 40, False),
-                                      ("pair", args.n_pair, PAIR, EVAL_SEED + 41, True)):
+    for name, n, cfg, seed, exact in (("single", args.n, SINGLE, SINGLE_SEED, False),
+                                      ("pair", args.n_pair, PAIR, PAIR_SEED, True)):
         t = time.perf_counter()
         out[f"text_to_image_{name}"] = text_to_image(pipe, sample_scenes(n, seed=seed, config=cfg), seed=seed,
-                                                     priors=priors, exact_count=exact, batch=100)
+                                                     priors=priors, exact_count=exact, batch=TEXT_TO_IMAGE_BATCH)
         out["seconds"][f"text_to_image_{name}"] = round(time.perf_counter() - t, 1)
     # Manipulations at the pipeline's defaults (benchmarks/manipulation_sweep.py measures the
     # other settings on the same scenes, reusing one inversion); interpolation with fixed and inverted noise.

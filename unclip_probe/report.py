@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import file_checksum
+from .checkpoints import stack_checksums
 from .world import SHAPES, render
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
@@ -56,7 +56,7 @@ def write_report(folder: str | Path, out: str | Path, quick: bool = False, devic
         res = run()
         seconds[name] = round(time.perf_counter() - t, 1)
         sections.append(res.to_html().replace("</h2>", f"</h2><p class='meta'>{seconds[name]} s</p>", 1))
-    sums = {f.stem: file_checksum(f) for f in sorted(Path(folder).glob("*.safetensors"))}
+    sums = stack_checksums(folder)
     head = (f"<h1>unclip-probe report</h1><p class='meta'>stack {html.escape(str(folder))}: "
             + ", ".join(f"{k} {v}" for k, v in sums.items())
             + f"<br>{platform.platform()}, torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}"

@@ -16,6 +16,8 @@ pytestmark = pytest.mark.integration
 WORLD = Path(__file__).resolve().parents[2] / "checkpoints" / "world"
 # Text -> image with the diffusion prior, single objects, 24 prompts at 20 steps, 32 px: measured 58 % on
 # decoder run 7 (card, "The whole pipeline": 81 % on 200 at the defaults); the floor sits 2 standard errors below.
+# This floor's figure and those in test_manipulation_defaults_keep_what_they_should:
+# python benchmarks/integration_floor_figures.py (the same calls and seeds).
 FLOOR_SHAPE_COLOR = 0.35
 
 
