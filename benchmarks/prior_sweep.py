@@ -32,7 +32,7 @@ from unclip_probe.world import sample_scenes
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("folder")
-    p.add_argument("--n", type=int, default=200, help="single-object prompts (pipeline_eval's first n)")
+    p.add_argument("--n", type=int, default=200, help="single-object prompts (pipeline_eval's first n at the default --seed)")
     p.add_argument("--guidance", type=float, nargs="+", default=[1.0, 2.0, 3.0, 4.0])
     p.add_argument("--prior", default="diffusion", help="diffusion | ar")
     p.add_argument("--seed", type=int, default=SINGLE_SEED,

@@ -14,8 +14,9 @@ from .errors import bad_input
 from .models.configs import DecoderConfig, DiffusionConfig, UpsamplerConfig
 
 # The decoder's classifier-free guidance when it draws from fresh noise (paper §2.1): the one
-# default the pipeline, the CLI, the probes and decode_eval share. Chosen by decode_eval's
-# guidance sweep (model card, stage 2).
+# default the pipeline, the CLI, the probes and decode_eval share. decode_eval's sweep (no caption)
+# finds 2 and 3 level on single objects and 2 ahead on pairs; in the pipeline, where the decoder
+# also reads the caption, 3 costs 7.5 points of text -> image (model card, stage 2 and "The whole pipeline").
 DECODER_GUIDANCE = 2.0
 
 

@@ -153,6 +153,26 @@ def text_diff_turns(pipe, scenes: list[Scene], src: str = "a red circle", dst: s
             **{f"theta_{t:g}": {k: round(float(np.mean(v)), 4) for k, v in r.items()} for t, r in out.items()}}
 
 
+# The integration tests' quick checks (tests/integration/test_world_pipeline.py): small, fixed
+# scenes and seeds whose figures the tests hold to floors. One definition, so the floors' comments
+# quote what `python benchmarks/integration_floor_figures.py` prints for exactly these calls.
+QUICK_CHECKS = ("text_to_image", "variations", "text_diff")
+
+
+def quick_checks(pipe, parts: Sequence[str] = QUICK_CHECKS) -> dict:
+    """The named quick checks: text -> image with the diffusion prior (24 single objects, 20 steps,
+    32 px), variations of 8 two-object scenes, and the red -> blue circle text diff on 8 seeds."""
+    out: dict = {}
+    if "text_to_image" in parts:
+        out["text_to_image"] = text_to_image(pipe, sample_scenes(24, seed=4321, config=SINGLE), seed=0, batch=24,
+                                             priors=("diffusion",), steps=20, upsample=False)["diffusion_prior"]
+    if "variations" in parts:
+        out["variations"] = variations_kept(pipe, sample_scenes(8, seed=4242, config=PAIR), n=2)
+    if "text_diff" in parts:
+        out["text_diff"] = text_diff_turns(pipe, sample_scenes(8, seed=4243, config=SINGLE))
+    return out
+
+
 def figure(pipe, path: str, seed: int = EVAL_SEED + 60) -> None:
     """One PNG: text -> image for each prior, variations, an interpolation and a text diff (64 px each)."""
     from PIL import Image, ImageDraw

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from unclip_probe.pipeline import UnCLIP
-from unclip_probe.pipeline_eval import SINGLE, text_to_image
+from unclip_probe.pipeline_eval import SINGLE, quick_checks
 from unclip_probe.world import caption, render, sample_scenes
 
 pytestmark = pytest.mark.integration
@@ -60,9 +60,8 @@ def test_prior_samples_follow_their_own_caption(pipe, held_out, kind):
 
 
 def test_text_to_image_draws_the_prompted_object_often(pipe):
-    scenes = sample_scenes(24, seed=4321, config=SINGLE)
-    res = text_to_image(pipe, scenes, seed=0, batch=24, priors=("diffusion",), steps=20, upsample=False)
-    assert res["diffusion_prior"]["objects_right"] >= FLOOR_SHAPE_COLOR
+    res = quick_checks(pipe, ("text_to_image",))["text_to_image"]  # 24 single objects, 20 steps, 32 px
+    assert res["objects_right"] >= FLOOR_SHAPE_COLOR
 
 
 def test_same_seed_same_images_on_the_world_stack(pipe):
@@ -79,11 +78,8 @@ def test_manipulation_defaults_keep_what_they_should(pipe):
     # seeds, different from the card's, decoder run 8 measured 94 % kept, and 87.5 % / 87.5 % for circle at
     # theta 0 / blue circle at theta 0.5 (run 7: 94 %, 100 % / 87.5 %); the floors sit below, so a broken
     # inversion or default fails.
-    from unclip_probe.pipeline_eval import PAIR, text_diff_turns, variations_kept
-
-    pairs = sample_scenes(8, seed=4242, config=PAIR)
-    default = variations_kept(pipe, pairs, n=2)
+    res = quick_checks(pipe, ("variations", "text_diff"))
+    default, diff = res["variations"], res["text_diff"]
     assert default["kept_shapes_and_colours"] >= 0.75
     assert default["mean_abs_pixel_difference_between_variations"] > 0
-    diff = text_diff_turns(pipe, sample_scenes(8, seed=4243, config=SINGLE))
     assert diff["theta_0"]["circle"] >= 0.75 and diff["theta_0.5"]["blue_circle"] >= 0.625
