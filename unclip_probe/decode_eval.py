@@ -126,15 +126,19 @@ if __name__ == "__main__":
     p.add_argument("--guidance", type=float, nargs="+", default=sorted({1.0, DECODER_GUIDANCE}))
     p.add_argument("--with-caption", action="store_true")
     p.add_argument("--inversion", action="store_true", help="also measure the DDIM inversion round trip")
+    p.add_argument("--seed", type=int, default=EVAL_SEED + 10,
+                   help="scenes and noise (pairs use seed + 1); the default is the scenes every "
+                        "earlier run was compared on, so another seed re-measures on scenes that chose nothing")
     args = p.parse_args()
     unet, cfg = load_decoder(args.folder, args.name)
     clip = load_clip(args.folder)
     out = {"n": args.n, "steps": args.steps, "with_caption": args.with_caption,
            "command": "python -m unclip_probe.decode_eval " + " ".join(sys.argv[1:]),
            "weights_checksum": file_checksum(Path(args.folder) / f"{args.name}.safetensors"),
-           "clip_checksum": clip.checksum}
+           "clip_checksum": clip.checksum, "seed": args.seed}
     for gs in args.guidance:
-        out[f"guidance_{gs:g}"] = reconstruction_accuracy(unet, cfg, clip, args.n, args.steps, gs, args.with_caption)
+        out[f"guidance_{gs:g}"] = reconstruction_accuracy(unet, cfg, clip, args.n, args.steps, gs, args.with_caption,
+                                                             seed=args.seed)
     if args.inversion:
         out["inversion"] = inversion_psnr(unet, cfg, clip)
     print(json.dumps(out, indent=2))
