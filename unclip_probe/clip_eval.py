@@ -131,18 +131,24 @@ def typographic_capture(clip, n: int = 500, seed: int = EVAL_SEED + 4) -> dict[s
 @torch.no_grad()
 def position_probe(clip, n: int = 3000, seed: int = EVAL_SEED + 5) -> dict[str, float]:
     """How much of an object's position the image embedding keeps: a logistic-regression probe
-    trained on 2/3 of n single-object scenes predicts the grid cell (chance 1/9) and the column
-    (chance 1/3) of the rest. A decoder can only put objects back where the embedding says."""
+    trained on 2/3 of n single-object scenes predicts the grid cell (chance 1/9), the column
+    (chance 1/3) and, for objects outside the middle column, the half (chance 1/2, the decoder's
+    position target in `decode_eval`) of the rest. A decoder can only put objects back where the
+    embedding says."""
     from sklearn.linear_model import LogisticRegression
 
     scenes = single_object_scenes(n, seed)
     z = _images(clip, [render(s) for s in scenes]).cpu().numpy()
     cell = np.array([POSITIONS.index(s.objects[0].position) for s in scenes])
     k = 2 * n // 3
+    col = cell % 3
+    first = np.arange(n) < k  # probes fit on the first 2/3 and are scored on the rest
+    everyone, outer = np.ones(n, bool), col != 1  # the half is asked only off the midline
     out = {}
-    for name, y in (("position_probe_cell", cell), ("position_probe_column", cell % 3)):
-        clf = LogisticRegression(max_iter=2000, C=10.0).fit(z[:k], y[:k])
-        out[name] = float(clf.score(z[k:], y[k:]))
+    for name, y, use in (("position_probe_cell", cell, everyone), ("position_probe_column", col, everyone),
+                         ("position_probe_half", col == 2, outer)):
+        clf = LogisticRegression(max_iter=2000, C=10.0).fit(z[use & first], y[use & first])
+        out[name] = float(clf.score(z[use & ~first], y[use & ~first]))
     return out
 
 

@@ -63,3 +63,7 @@ def test_position_probe_is_above_chance(clip):
     a retrain with hard negatives should raise this, and the floor with it."""
     probe = clip_eval.position_probe(clip, n=900)
     assert probe["position_probe_cell"] > 0.15 and probe["position_probe_column"] > 0.4
+    # The half (left / right, objects off the midline) is at chance: 56.7 % at n = 3000, 44 % here. It is
+    # why the decoder's half target (issue 4, 80 %) is out of reach; a CLIP that holds the half fails this
+    # bound, and the card's stage 1 and 2 then need re-measuring.
+    assert 0.3 < probe["position_probe_half"] < 0.75
