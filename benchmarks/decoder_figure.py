@@ -14,11 +14,10 @@ import torch
 from PIL import Image
 
 from unclip_probe.clip import load_clip
-from unclip_probe.clip_eval import EVAL_SEED
 from unclip_probe.decode import DECODER_GUIDANCE, to_unit, upsample_images
-from unclip_probe.decode_eval import decode_scenes
+from unclip_probe.decode_eval import RECONSTRUCTION_SEED, SINGLES, decode_scenes
 from unclip_probe.stages import load_decoder, load_upsampler
-from unclip_probe.world import WorldConfig, render, sample_scenes
+from unclip_probe.world import render, sample_scenes
 
 
 @torch.no_grad()
@@ -29,8 +28,8 @@ def main() -> None:
     p.add_argument("--out", default="notebooks/figures/decoder_reconstructions.png")
     args = p.parse_args()
     clip, (dec, dcfg), (up, ucfg) = load_clip(args.folder), load_decoder(args.folder), load_upsampler(args.folder)
-    seed = EVAL_SEED + 10  # reconstruction_accuracy's single-object scenes and noise
-    scenes = sample_scenes(args.n, seed=seed, config=WorldConfig(max_objects=1, note_prob=0.0))
+    seed = RECONSTRUCTION_SEED  # reconstruction_accuracy's single-object scenes and noise
+    scenes = sample_scenes(args.n, seed=seed, config=SINGLES)
     rows = [np.concatenate([np.asarray(render(s, 64)) for s in scenes], 1)]
     for g in (1.0, DECODER_GUIDANCE):
         x = torch.stack(decode_scenes(dec, dcfg, clip, scenes, steps=25, guidance=g, with_caption=False, seed=seed))

@@ -128,6 +128,9 @@ def typographic_capture(clip, n: int = 500, seed: int = EVAL_SEED + 4) -> dict[s
             "typographic_tcr": float(np.mean([p == s.note.word for p, s in zip(names, scenes)]))}
 
 
+QUICK_POSITION_N = 900  # the integration test's probe size (tests/integration/test_world_clip.py)
+
+
 @torch.no_grad()
 def position_probe(clip, n: int = 3000, seed: int = EVAL_SEED + 5) -> dict[str, float]:
     """How much of an object's position the image embedding keeps: a logistic-regression probe

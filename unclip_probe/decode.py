@@ -16,7 +16,8 @@ from .models.configs import DecoderConfig, DiffusionConfig, UpsamplerConfig
 # The decoder's classifier-free guidance when it draws from fresh noise (paper §2.1): the one
 # default the pipeline, the CLI, the probes and decode_eval share. decode_eval's sweep (no caption)
 # finds 2 and 3 level on single objects and 2 ahead on pairs; in the pipeline, where the decoder
-# also reads the caption, 3 costs 7.5 points of text -> image (model card, stage 2 and "The whole pipeline").
+# also reads the caption, 3 cost 7.5 points of text -> image on decoder run 8 (model card, stage 2 and
+# "The whole pipeline"); run 9 was trained with 2 fixed and keeps it.
 DECODER_GUIDANCE = 2.0
 
 

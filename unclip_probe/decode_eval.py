@@ -20,6 +20,15 @@ from .world import WorldConfig, detect, render, sample_scenes
 from .world.parse import SceneSpec
 from .world.spec import cell_of
 
+# The scenes and noise every decoder run was compared on (pairs use RECONSTRUCTION_SEED + 1);
+# `--seed` draws others, which chose nothing, for an out-of-sample check.
+RECONSTRUCTION_SEED = EVAL_SEED + 10
+SINGLES = WorldConfig(max_objects=1, note_prob=0.0)
+PAIRS = WorldConfig(min_objects=2, max_objects=2, note_prob=0.0)
+# The decoder integration test's quick check (tests/integration/test_world_decoder.py): the first 40 of
+# those scenes at 20 steps; `python benchmarks/integration_floor_figures.py` prints its figures.
+QUICK_N, QUICK_STEPS = 40, 20
+
 
 def decode_scenes(unet, cfg, clip, scenes, *, steps, guidance, with_caption, seed, batch=50) -> list:
     """32 px decodes in [0, 1] (3, S, S) of scenes from their CLIP image embeddings (captions masked out
@@ -47,10 +56,10 @@ def _object_ok(want, got) -> bool:
 
 @torch.no_grad()
 def reconstruction_accuracy(unet, cfg, clip, n: int = 500, steps: int = 25, guidance: float = DECODER_GUIDANCE,
-                            with_caption: bool = False, seed: int = EVAL_SEED + 10) -> dict[str, float]:
+                            with_caption: bool = False, seed: int = RECONSTRUCTION_SEED) -> dict[str, float]:
     unet.eval()
-    singles = sample_scenes(n, seed=seed, config=WorldConfig(max_objects=1, note_prob=0.0))
-    pairs = sample_scenes(n, seed=seed + 1, config=WorldConfig(min_objects=2, max_objects=2, note_prob=0.0))
+    singles = sample_scenes(n, seed=seed, config=SINGLES)
+    pairs = sample_scenes(n, seed=seed + 1, config=PAIRS)
     res = {}
     reads = [detect(img) for img in decode_scenes(unet, cfg, clip, singles, steps=steps, guidance=guidance,
                                                      with_caption=with_caption, seed=seed)]
@@ -126,9 +135,9 @@ if __name__ == "__main__":
     p.add_argument("--guidance", type=float, nargs="+", default=sorted({1.0, DECODER_GUIDANCE}))
     p.add_argument("--with-caption", action="store_true")
     p.add_argument("--inversion", action="store_true", help="also measure the DDIM inversion round trip")
-    p.add_argument("--seed", type=int, default=EVAL_SEED + 10,
-                   help="scenes and noise (pairs use seed + 1); the default is the scenes every "
-                        "earlier run was compared on, so another seed re-measures on scenes that chose nothing")
+    p.add_argument("--seed", type=int, default=RECONSTRUCTION_SEED,
+                   help="reconstruction scenes and noise (pairs use seed + 1; --inversion keeps its own); the "
+                        "default is the scenes every earlier run was compared on, another re-measures out of sample")
     args = p.parse_args()
     unet, cfg = load_decoder(args.folder, args.name)
     clip = load_clip(args.folder)

@@ -61,9 +61,10 @@ def test_checksum_is_the_one_in_the_model_card(clip):
 def test_position_probe_is_above_chance(clip):
     """The shipped CLIP keeps position only weakly (model card: cell 30.5 %, chance 11 %);
     a retrain with hard negatives should raise this, and the floor with it."""
-    probe = clip_eval.position_probe(clip, n=900)
+    probe = clip_eval.position_probe(clip, n=clip_eval.QUICK_POSITION_N)
     assert probe["position_probe_cell"] > 0.15 and probe["position_probe_column"] > 0.4
-    # The half (left / right, objects off the midline) is at chance: 56.7 % at n = 3000, 44 % here. It is
+    # The half (left / right, objects off the midline) is at chance: 56.7 % at n = 3000, 44 % here
+    # (both printed by `python benchmarks/integration_floor_figures.py`). It is
     # why the decoder's half target (issue 4, 80 %) is out of reach; a CLIP that holds the half fails this
     # bound, and the card's stage 1 and 2 then need re-measuring.
     assert 0.3 < probe["position_probe_half"] < 0.75

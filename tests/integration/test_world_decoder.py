@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import unclip_probe as up
-from unclip_probe.decode_eval import inversion_psnr, reconstruction_accuracy
+from unclip_probe.decode_eval import QUICK_N, QUICK_STEPS, inversion_psnr, reconstruction_accuracy
 from unclip_probe.stages import load_decoder, load_upsampler
 from unclip_probe.upsample_eval import upsampler_quality
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 # Floors well under the model card's figures (decoder run 9: 90.6 % shape and colour and 99.6 % colour
 # at the default guidance 2, n = 500), high enough that a decoder set back by a few training runs fails
 # (run 5 read 75.6 % at n = 500). On this test's own 40 scenes at 20 steps run 9 measures 95 % and 100 %
-# (run 6 set the old floors, 0.4 and 0.8).
+# (`python benchmarks/integration_floor_figures.py`; run 6 set the old floors, 0.4 and 0.8).
 FLOOR_SHAPE_COLOR = 0.7
 FLOOR_COLOR = 0.9
 FLOOR_INVERSION_DB = 30.0
@@ -40,7 +40,7 @@ def test_decoder_belongs_to_the_shipped_clip(decoder, clip):
 
 
 def test_reconstructions_keep_colour_and_shape_often(decoder, clip):
-    acc = reconstruction_accuracy(*decoder, clip, n=40, steps=20)  # the default guidance (decode.DECODER_GUIDANCE)
+    acc = reconstruction_accuracy(*decoder, clip, n=QUICK_N, steps=QUICK_STEPS)  # guidance decode.DECODER_GUIDANCE
     assert acc["single_shape_color"] >= FLOOR_SHAPE_COLOR
     assert acc["single_color"] >= FLOOR_COLOR
     assert acc["single_count"] >= 0.4
