@@ -1,4 +1,4 @@
-"""Sampling speed of the world stack, per stage and end to end (DESIGN.md §6, issue 5).
+"""Sampling speed of the world stack, per stage and end to end (docs/design.md §6, issue 5).
 
     python benchmarks/bench_sampling.py [--checkpoints checkpoints/world] [--batch 1] [--reps 5]
                                         [--out benchmarks/results/bench_sampling.json]
@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from unclip_probe.device import autocast
-from unclip_probe.pipeline import UnCLIP
+from unclip_probe.backends.world.stack import UnCLIP
 from unclip_probe.world import render, sample_scenes
 
 

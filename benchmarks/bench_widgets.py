@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from unclip_probe.pipeline import UnCLIP
+from unclip_probe.backends.world.stack import UnCLIP
 from unclip_probe.widgets import BindingExplorer, ManipulationsExplorer, PCAExplorer, TypographicExplorer
 
 

@@ -1,4 +1,4 @@
-"""Rendering speed of the shape world on one core (DESIGN.md §4: >= 5,000 images/s).
+"""Rendering speed of the shape world on one core (docs/design.md §4: >= 5,000 images/s).
 
     python benchmarks/bench_world.py [--n 5000]
 

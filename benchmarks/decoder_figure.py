@@ -2,7 +2,7 @@
 
     python benchmarks/decoder_figure.py [--n 12] [--out notebooks/figures/decoder_reconstructions.png]
 
-The first n single-object scenes that `python -m unclip_probe.decode_eval` reads, decoded the same way
+The first n single-object scenes that `python -m unclip_probe.eval.decoder` reads, decoded the same way
 (`decode_eval.decode_scenes`: the scene's CLIP image embedding, no caption, 25 DDIM steps, the same noise).
 """
 from __future__ import annotations
@@ -14,9 +14,10 @@ import torch
 from PIL import Image
 
 from unclip_probe.clip import load_clip
-from unclip_probe.decode import DECODER_GUIDANCE, to_unit, upsample_images
-from unclip_probe.decode_eval import RECONSTRUCTION_SEED, SINGLES, decode_scenes
-from unclip_probe.stages import load_decoder, load_upsampler
+from unclip_probe.backends.world.decode import DECODER_GUIDANCE, upsample_images
+from unclip_probe.imaging import to_unit
+from unclip_probe.eval.decoder import RECONSTRUCTION_SEED, SINGLES, decode_scenes
+from unclip_probe.backends.world.stages import load_decoder, load_upsampler
 from unclip_probe.world import render, sample_scenes
 
 

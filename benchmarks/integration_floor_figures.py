@@ -14,10 +14,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from unclip_probe.clip_eval import QUICK_POSITION_N, position_probe
-from unclip_probe.decode_eval import QUICK_N, QUICK_STEPS, reconstruction_accuracy
-from unclip_probe.pipeline import UnCLIP
-from unclip_probe.pipeline_eval import quick_checks
+from unclip_probe.eval.clip import QUICK_POSITION_N, position_probe
+from unclip_probe.eval.decoder import QUICK_N, QUICK_STEPS, reconstruction_accuracy
+from unclip_probe.backends.world.stack import UnCLIP
+from unclip_probe.eval.pipeline import quick_checks
 
 
 def main() -> None:

@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 
 from unclip_probe.checkpoints import file_checksum
-from unclip_probe.pipeline import UnCLIP
-from unclip_probe.pipeline_eval import (interpolation_ends, inversions_reused, manipulation_scenes, text_diff_turns,
+from unclip_probe.backends.world.stack import UnCLIP
+from unclip_probe.eval.pipeline import (interpolation_ends, inversions_reused, manipulation_scenes, text_diff_turns,
                                         variations_kept)
 
 # (eta, guidance) for variations; guidance for text diffs. Guidance 3 was the decoder's default until decoder run 7 (now 2).

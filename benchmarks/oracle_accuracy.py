@@ -1,4 +1,4 @@
-"""Oracle accuracy on fresh scenes (issue: foundation; DESIGN.md §4).
+"""Oracle accuracy on fresh scenes (issue: foundation; docs/design.md §4).
 
     python benchmarks/oracle_accuracy.py --n 2000 > benchmarks/results/oracle_accuracy.json
 

@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 
 from unclip_probe.checkpoints import stack_checksums
-from unclip_probe.decode import DECODER_GUIDANCE
-from unclip_probe.pipeline import UnCLIP
-from unclip_probe.pipeline_eval import SINGLE, SINGLE_SEED, TEXT_TO_IMAGE_BATCH, text_to_image
+from unclip_probe.backends.world.decode import DECODER_GUIDANCE
+from unclip_probe.backends.world.stack import UnCLIP
+from unclip_probe.eval.pipeline import SINGLE, SINGLE_SEED, TEXT_TO_IMAGE_BATCH, text_to_image
 from unclip_probe.world import sample_scenes
 
 

@@ -1,4 +1,4 @@
-"""Checkpoint IO: safetensors for tensors, JSON for configuration (DESIGN.md §5).
+"""Checkpoint IO: safetensors for tensors, JSON for configuration (docs/design.md §5).
 
 Never pickle: a checkpoint is data a user may download, and loading it must not
 run code. Every write goes to a temporary file in the same folder and is then

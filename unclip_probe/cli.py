@@ -1,7 +1,7 @@
-"""The `unclip-probe` command (DESIGN.md §3): world | train | generate | report | bench.
+"""The `unclip-probe` command (docs/design.md §3): world | train | generate | report.
 
 Bad input ends the command with the library's one-sentence message and exit
-code 2, never a traceback (DESIGN.md §7).
+code 2, never a traceback (docs/design.md §7).
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def _cmd_world(args: argparse.Namespace) -> None:
 def _cmd_generate(args: argparse.Namespace) -> None:
     """Text -> images through the whole stack (prior, decoder, upsampler), as a captioned grid."""
     from .errors import bad_input
-    from .pipeline import UnCLIP
+    from unclip_probe.backends.world.stack import UnCLIP
     from .world.grid import captioned_grid
 
     if args.n < 1:

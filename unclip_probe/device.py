@@ -1,4 +1,4 @@
-"""Choosing the torch device, one rule for the whole package (DESIGN.md §6, §7)."""
+"""Choosing the torch device, one rule for the whole package (docs/design.md §6, §7)."""
 from __future__ import annotations
 
 import contextlib
@@ -28,7 +28,7 @@ DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for sampling, or None for plain fp32 (DESIGN.md §6).
+    """The autocast dtype for sampling, or None for plain fp32 (docs/design.md §6).
 
     ``"auto"``: bf16 on a CUDA device that supports it, else fp16 on CUDA, fp32 on the CPU
     (CPU autocast is slower than fp32 for these small convolutions). Weights stay fp32.

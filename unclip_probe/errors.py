@@ -1,4 +1,4 @@
-"""One exception type for bad input (DESIGN.md §7).
+"""One exception type for bad input (docs/design.md §7).
 
 Every public entry point answers bad input with a single sentence that names
 the argument and what was expected. Subclassing ValueError keeps the usual

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import stack_checksums
 from .world import SHAPES, render
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
@@ -21,14 +20,14 @@ table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;paddin
 img{max-width:100%}section{margin:2em 0;border-top:1px solid #ddd}.meta{color:#666;font-size:13px}"""
 
 
-def _typographic(pipe, n: int, n_decode: int):
+def _typographic(stack, n: int, n_decode: int):
     import pandas as pd
 
     from .probes.typographic import set_summary, typographic_attack, uncovered_objects
 
     scenes = uncovered_objects(n, "star")
-    res = typographic_attack(pipe.clip, [render(s) for s in scenes], list(SHAPES), "star",
-                             true_labels=[s.objects[0].shape for s in scenes], pipe=pipe, n_decode=n_decode)
+    res = typographic_attack(stack.clip, [render(s) for s in scenes], list(SHAPES), "star",
+                             true_labels=[s.objects[0].shape for s in scenes], stack=stack, n_decode=n_decode)
     res.extra_tables = {"Over the set (OCA: object classification accuracy; TCR: text capture rate)":
                         pd.DataFrame([set_summary(res)])}
     res.table = res.table.head(12)  # the first rows; the summary above covers the set
@@ -37,26 +36,26 @@ def _typographic(pipe, n: int, n_decode: int):
 
 def write_report(folder: str | Path, out: str | Path, quick: bool = False, device: str = "cpu") -> Path:
     """Run every probe on the stack in `folder` and write `out`/index.html; returns its path."""
-    from .pipeline import UnCLIP
+    from unclip_probe.backends import load_stack
     from .probes import attribute_binding, pca_reconstruction
     from .probes.binding import SETTINGS
 
     t0 = time.perf_counter()
-    pipe = UnCLIP.from_pretrained(folder, device=device)
+    stack = load_stack("world", folder, device=device)
 
-    quick_ks = [k for k in (2, 10) if k < pipe.clip.embed_dim]
+    quick_ks = [k for k in (2, 10) if k < stack.clip.embed_dim]
     sizes = ({"pca": dict(n_images=1, n_fit=200, ks=quick_ks), "typo": (10, 1),
               "binding": dict(n_clip=20, n_gen=2, stack_seeds=1, settings=SETTINGS[:3])}
              if quick else {"pca": {}, "typo": (200, 16), "binding": {}})
     sections, seconds = [], {}
-    for name, run in (("pca", lambda: pca_reconstruction(pipe, **sizes["pca"])),
-                      ("typographic", lambda: _typographic(pipe, *sizes["typo"])),
-                      ("binding", lambda: attribute_binding(pipe, **sizes["binding"]))):
+    for name, run in (("pca", lambda: pca_reconstruction(stack, **sizes["pca"])),
+                      ("typographic", lambda: _typographic(stack, *sizes["typo"])),
+                      ("binding", lambda: attribute_binding(stack, **sizes["binding"]))):
         t = time.perf_counter()
         res = run()
         seconds[name] = round(time.perf_counter() - t, 1)
         sections.append(res.to_html().replace("</h2>", f"</h2><p class='meta'>{seconds[name]} s</p>", 1))
-    sums = stack_checksums(folder)
+    sums = stack.checksums
     head = (f"<h1>unclip-probe report</h1><p class='meta'>stack {html.escape(str(folder))}: "
             + ", ".join(f"{k} {v}" for k, v in sums.items())
             + f"<br>{platform.platform()}, torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}"

@@ -1,6 +1,6 @@
 """The shipped world CLIP (checkpoints/world): generous floors under the model-card figures.
 
-The model card's numbers come from `python -m unclip_probe.clip_eval checkpoints/world --n 2000`;
+The model card's numbers come from `python -m unclip_probe.eval.clip checkpoints/world --n 2000`;
 these tests re-measure on fewer scenes so that a broken checkpoint or loader fails CI.
 """
 from pathlib import Path
@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import unclip_probe as up
-from unclip_probe import clip_eval, world
+from unclip_probe import world
+from unclip_probe.eval import clip as clip_eval
 
 pytestmark = pytest.mark.integration
 WORLD = Path(__file__).resolve().parents[2] / "checkpoints" / "world"
@@ -44,7 +45,8 @@ def test_zero_shot_table_and_encoders(clip):
 
 def test_hooks_on_the_world_clip(clip):
     s = world.sample_scenes(2, seed=1)
-    out, cache = clip.run_with_cache(images=[world.render(x) for x in s], names=["visual.blocks.0.attn.hook_pattern"])
+    out, cache = clip.run_with_cache(images=[world.render(x) for x in s],
+                                     names_filter=["visual.blocks.0.attn.hook_pattern"])
     pattern = cache["visual.blocks.0.attn.hook_pattern"]
     assert pattern.shape[0] == 2 and torch.allclose(pattern.sum(-1), torch.ones_like(pattern.sum(-1)), atol=1e-4)
 

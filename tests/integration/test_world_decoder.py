@@ -1,7 +1,7 @@
 """The shipped decoder and upsampler (checkpoints/world): floors well under the model-card figures.
 
-Model-card figures: `python -m unclip_probe.decode_eval checkpoints/world --n 500 --inversion` and
-`python -m unclip_probe.upsample_eval checkpoints/world --n 300`. These tests re-measure on a few
+Model-card figures: `python -m unclip_probe.eval.decoder checkpoints/world --n 500 --inversion` and
+`python -m unclip_probe.eval.upsampler checkpoints/world --n 300`. These tests re-measure on a few
 scenes so that a broken checkpoint, loader or sampler fails CI.
 """
 from pathlib import Path
@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 import unclip_probe as up
-from unclip_probe.decode_eval import QUICK_N, QUICK_STEPS, inversion_psnr, reconstruction_accuracy
-from unclip_probe.stages import load_decoder, load_upsampler
-from unclip_probe.upsample_eval import upsampler_quality
+from unclip_probe.eval.decoder import QUICK_N, QUICK_STEPS, inversion_psnr, reconstruction_accuracy
+from unclip_probe.backends.world.stages import load_decoder, load_upsampler
+from unclip_probe.eval.upsampler import upsampler_quality
 
 pytestmark = pytest.mark.integration
 # Floors well under the model card's figures (decoder run 9: 90.6 % shape and colour and 99.6 % colour

@@ -1,6 +1,6 @@
 """The shipped priors and the whole UnCLIP pipeline (checkpoints/world): floors well under the card's figures.
 
-Model-card figures: `python -m unclip_probe.pipeline_eval checkpoints/world --n 200`. These tests
+Model-card figures: `python -m unclip_probe.eval.pipeline checkpoints/world --n 200`. These tests
 re-measure on a few prompts so that a broken checkpoint, loader or sampler fails CI.
 """
 from pathlib import Path
@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from unclip_probe.pipeline import UnCLIP
-from unclip_probe.pipeline_eval import SINGLE, quick_checks
+from unclip_probe.backends.world.stack import UnCLIP
+from unclip_probe.eval.pipeline import SINGLE, quick_checks
 from unclip_probe.world import caption, render, sample_scenes
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ from unclip_probe.clip import ClipModel, build_clip_model, save_clip
 from unclip_probe.models.configs import DecoderConfig, PriorConfig, UpsamplerConfig
 from unclip_probe.models.prior import PriorNetConfig, PriorTransformer
 from unclip_probe.models.unet import UNet, UNetConfig
-from unclip_probe.pipeline import UnCLIP
+from unclip_probe.backends.world.stack import UnCLIP
 from unclip_probe.train.recipes.clip import world_clip_config
 
 

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from unclip_probe.models.ar_prior import ARPrior, ARPriorConfig
-from unclip_probe.prior_sampling import sample_ar_prior
+from unclip_probe.backends.world.prior_sampling import sample_ar_prior
 
 pytestmark = pytest.mark.unit
 CFG = ARPriorConfig(embed_dim=16, text_dim=8, max_text_len=6, components=6, buckets=64, dot_buckets=4, width=32,

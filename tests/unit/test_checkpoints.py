@@ -1,4 +1,4 @@
-"""Checkpoint IO: roundtrips, clear errors naming the file, atomic writes (DESIGN.md §5, §7)."""
+"""Checkpoint IO: roundtrips, clear errors naming the file, atomic writes (docs/design.md §5, §7)."""
 from __future__ import annotations
 
 import subprocess

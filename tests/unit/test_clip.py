@@ -10,9 +10,9 @@ import torch
 from PIL import Image
 
 from unclip_probe import checkpoints as ckpt
-from unclip_probe.clip import ClipConfig, ClipModel, build_clip_model, load_clip, resolve_device, save_clip
+from unclip_probe.clip.model import ClipConfig, ClipModel, build_clip_model, load_clip, resolve_device, save_clip
 from unclip_probe.errors import ProbeInputError
-from unclip_probe.tokenizer import WorldTokenizer
+from unclip_probe.clip.tokenizer import WorldTokenizer
 
 pytestmark = pytest.mark.unit
 

@@ -1,13 +1,16 @@
-"""Named hook points, run_with_cache and the hooks() context manager."""
+"""Named hook points, run_with_cache and the hooks() context manager (docs/design.md §8)."""
+import copy
+
 import open_clip
 import pytest
 import torch
 from torch import nn
 
 from unclip_probe.clip import ClipConfig, ClipModel, build_clip_model
-from unclip_probe.clip_hooks import attention_pattern
+from unclip_probe.clip import hooks as clip_hooks
+from unclip_probe.clip.hooks import attention_pattern
 from unclip_probe.errors import ProbeInputError
-from unclip_probe.tokenizer import WorldTokenizer
+from unclip_probe.clip.tokenizer import WorldTokenizer
 
 pytestmark = pytest.mark.unit
 
@@ -48,7 +51,7 @@ def test_run_with_cache_shapes(clip):
     # hook_out is the embedding before normalisation
     assert torch.allclose(nn.functional.normalize(cache["visual.hook_out"], dim=-1), out["image_embeds"], atol=1e-6)
     assert torch.allclose(nn.functional.normalize(cache["text.hook_out"], dim=-1), out["text_embeds"], atol=1e-6)
-    _, only = clip.run_with_cache(texts=TEXTS, names=["text.hook_out"])
+    _, only = clip.run_with_cache(texts=TEXTS, names_filter=["text.hook_out"])
     assert list(only) == ["text.hook_out"] and _no_hooks_left(clip)
 
 
@@ -72,12 +75,12 @@ def test_pattern_matches_torch_attention_weights(clip):
 def test_patching_an_unchanged_pattern_keeps_outputs(clip):
     x = torch.rand(2, 3, 32, 32)
     ref_img, ref_txt = clip.encode_image(x), clip.encode_text(TEXTS)
-    same = [("visual.blocks.0.attn.hook_pattern", lambda p, n: p.clone()),
-            ("text.blocks.1.attn.hook_pattern", lambda p, n: p.clone())]
+    same = [("visual.blocks.0.attn.hook_pattern", lambda p, hook: p.clone()),
+            ("text.blocks.1.attn.hook_pattern", lambda p, hook: p.clone())]
     with clip.hooks(same):
         assert torch.allclose(clip.encode_image(x), ref_img, atol=1e-5)
         assert torch.allclose(clip.encode_text(TEXTS), ref_txt, atol=1e-5)
-    uniform = [("visual.blocks.1.attn.hook_pattern", lambda p, n: torch.full_like(p, 1 / p.shape[-1]))]
+    uniform = [("visual.blocks.1.attn.hook_pattern", lambda p, hook: torch.full_like(p, 1 / p.shape[-1]))]
     with clip.hooks(uniform):
         assert not torch.allclose(clip.encode_image(x), ref_img, atol=1e-4)
 
@@ -87,8 +90,8 @@ def test_zeroing_a_residual_changes_the_output(clip):
     ref_img, ref_txt = clip.encode_image(x), clip.encode_text(TEXTS)
     seen = []
 
-    def zero(t, name):
-        seen.append(name)
+    def zero(t, hook):
+        seen.append(hook.name)
         return torch.zeros_like(t)
     with clip.hooks([("visual.blocks.0.hook_resid_post", zero), ("text.blocks.0.hook_resid_post", zero)]):
         img, txt = clip.encode_image(x), clip.encode_text(TEXTS)
@@ -98,14 +101,14 @@ def test_zeroing_a_residual_changes_the_output(clip):
 
 
 def test_hooks_are_removed_after_an_exception(clip):
-    pairs = [(n, lambda t, n_: None) for n in clip.hook_names()]
+    pairs = [(n, lambda t, hook: None) for n in clip.hook_names()]
     with pytest.raises(RuntimeError, match="boom"):
         with clip.hooks(pairs):
             assert not _no_hooks_left(clip)
             raise RuntimeError("boom")
     assert _no_hooks_left(clip)
 
-    def bad(t, name):
+    def bad(t, hook):
         return t[:, :1]  # wrong shape: a clear error, and still no hooks left behind
     with pytest.raises(ProbeInputError, match=r"^hooks: the hook on visual.hook_embed returned shape"):
         with clip.hooks([("visual.hook_embed", bad)]):
@@ -116,10 +119,16 @@ def test_hooks_are_removed_after_an_exception(clip):
 def test_unknown_hook_name_lists_close_matches(clip):
     with pytest.raises(ProbeInputError, match=r"^hooks: unknown hook name 'visual.blocks.0.hook_resid'.*"
                                               r"close matches: .*visual.blocks.0.hook_resid_p"):
-        with clip.hooks([("visual.blocks.0.hook_resid", lambda t, n: None)]):
+        with clip.hooks([("visual.blocks.0.hook_resid", lambda t, hook: None)]):
             pass
-    with pytest.raises(ProbeInputError, match=r"^names: "):
-        clip.run_with_cache(images=torch.rand(1, 3, 32, 32), names=["text.hook_out"])
+    with pytest.raises(ProbeInputError, match=r"^names_filter: unknown hook name 'text.hook_outt'.*"
+                                              r"close matches: text.hook_out"):
+        clip.run_with_cache(texts=TEXTS, names_filter=["text.hook_outt"])
+    with pytest.raises(ProbeInputError, match=r"^names_filter: 'text.hook_out' belongs to a tower that does "
+                                              r"not run; pass texts too$"):
+        clip.run_with_cache(images=torch.rand(1, 3, 32, 32), names_filter=["text.hook_out"])
+    with pytest.raises(ProbeInputError, match=r"^names_filter: got int, expected a hook name"):
+        clip.run_with_cache(texts=TEXTS, names_filter=3)
     assert _no_hooks_left(clip)
 
 
@@ -132,8 +141,79 @@ def test_vit_b_32_hook_points():
     names = clip.hook_names()
     assert "visual.blocks.11.attn.hook_pattern" in names and "text.blocks.11.hook_resid_post" in names
     out, cache = clip.run_with_cache(images=torch.rand(1, 3, 224, 224), texts=["a dog"],
-                                     names=["visual.blocks.11.attn.hook_pattern", "text.blocks.0.attn.hook_pattern",
-                                            "visual.hook_embed"])
+                                     names_filter=["visual.blocks.11.attn.hook_pattern",
+                                                   "text.blocks.0.attn.hook_pattern", "visual.hook_embed"])
     assert cache["visual.blocks.11.attn.hook_pattern"].shape == (1, 12, 50, 50)
     assert cache["text.blocks.0.attn.hook_pattern"].shape == (1, 8, 77, 77)
     assert cache["visual.hook_embed"].shape == (1, 50, 768) and _no_hooks_left(clip)
+
+
+def test_hook_receives_the_point_as_hook_keyword(clip):
+    got = []
+
+    def record(t, *, hook):  # keyword-only: fails unless called fn(tensor, hook=point)
+        got.append((hook.name, hook.kind, type(hook.module).__name__, tuple(t.shape)))
+    names = ["visual.hook_embed", "visual.blocks.0.attn.hook_pattern", "text.hook_out"]
+    with clip.hooks([(n, record) for n in names]):
+        clip.encode_image(torch.rand(2, 3, 32, 32))
+        clip.encode_text(TEXTS)
+    assert got == [("visual.hook_embed", "pre", "Transformer", (2, 17, 64)),
+                   ("visual.blocks.0.attn.hook_pattern", "pattern", "MultiheadAttention", (2, 2, 17, 17)),
+                   ("text.hook_out", "post", "HookPoint", (2, 32))]
+    assert all(isinstance(p, clip_hooks.Point) for p in clip._points().values())
+
+
+def test_old_two_positional_hook_is_refused_up_front(clip):
+    with pytest.raises(ProbeInputError, match=r"^hooks: the function for 'visual.hook_out' cannot be called "
+                                              r"fn\(tensor, hook=point\)"):
+        with clip.hooks([("visual.hook_out", lambda t, name: None)]):
+            pass
+    assert _no_hooks_left(clip)
+
+
+def test_names_filter_list_str_and_predicate(clip):
+    x = torch.rand(2, 3, 32, 32)
+    _, one = clip.run_with_cache(images=x, names_filter="visual.blocks.1.hook_resid_post")
+    assert list(one) == ["visual.blocks.1.hook_resid_post"]
+    _, listed = clip.run_with_cache(images=x, texts=TEXTS, names_filter=("text.hook_out", "visual.hook_embed"))
+    assert sorted(listed) == ["text.hook_out", "visual.hook_embed"]
+    _, patterns = clip.run_with_cache(images=x, texts=TEXTS, names_filter=lambda n: n.endswith("hook_pattern"))
+    assert sorted(patterns) == ["text.blocks.0.attn.hook_pattern", "text.blocks.1.attn.hook_pattern",
+                                "visual.blocks.0.attn.hook_pattern", "visual.blocks.1.attn.hook_pattern"]
+    # a predicate sees only the towers that run: text names are not an error with images alone
+    _, vis = clip.run_with_cache(images=x, names_filter=lambda n: n.endswith("hook_pattern"))
+    assert sorted(vis) == ["visual.blocks.0.attn.hook_pattern", "visual.blocks.1.attn.hook_pattern"]
+    assert _no_hooks_left(clip)
+
+
+def test_predicate_selecting_nothing_is_refused(clip):
+    with pytest.raises(ProbeInputError, match=r"^names_filter: the predicate selected no hook name of the "
+                                              r"towers that run \(visual\)"):
+        clip.run_with_cache(images=torch.rand(1, 3, 32, 32), names_filter=lambda n: n.startswith("text."))
+    with pytest.raises(ProbeInputError, match=r"^names_filter: the predicate selected no hook name"):
+        clip.run_with_cache(texts=TEXTS, names_filter=lambda n: False)
+    assert _no_hooks_left(clip)
+
+
+def test_hook_point_map_is_built_once(clip, monkeypatch):
+    fresh = ClipModel(clip.model, clip.tokenizer, image_mean=(0.5,) * 3, image_std=(0.25,) * 3)
+    calls = []
+    real = clip_hooks.hook_points
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(clip_hooks, "hook_points", counting)
+    x = torch.rand(1, 3, 32, 32)
+    for _ in range(3):
+        fresh.run_with_cache(images=x, texts=TEXTS)
+        fresh.encode_text_and_tokens(TEXTS)
+        with fresh.hooks([("visual.hook_out", lambda t, hook: None)]):
+            fresh.encode_image(x)
+        fresh.hook_names()
+    assert len(calls) == 1 and fresh.hook_names() == clip.hook_names()
+    # the kept map points at the live modules (ClipModel.to moves them in place)
+    attn = fresh.model.visual.transformer.resblocks[0].attn
+    assert fresh._points()["visual.blocks.0.attn.hook_pattern"].module is attn
+    fresh.model = copy.deepcopy(clip.model)  # a replaced network gets its own map
+    assert fresh._points()["visual.hook_out"].module is fresh.model.visual and len(calls) == 2

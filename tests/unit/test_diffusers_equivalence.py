@@ -1,4 +1,4 @@
-"""Our DDPM / DDIM steps equal diffusers' DDPMScheduler / DDIMScheduler step for step (DESIGN.md §8).
+"""Our DDPM / DDIM steps equal diffusers' DDPMScheduler / DDIMScheduler step for step (docs/design.md §8).
 
 Same betas (diffusers builds its own from the matching config; we check they equal
 ours), the same deterministic fake model, the same noise (same generator seed).

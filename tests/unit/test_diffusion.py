@@ -1,4 +1,4 @@
-"""Schedules, samplers, DDIM inversion, guidance and the loss (DESIGN.md §1, §5, §7, §8).
+"""Schedules, samplers, DDIM inversion, guidance and the loss (docs/design.md §1, §5, §7, §8).
 
 Analytic denoisers stand in for networks: for Gaussian data N(mu, diag(sig^2)) the
 exact posterior mean E[x_0 | x_t] is linear in x_t, so the only errors left are the

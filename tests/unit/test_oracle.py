@@ -1,4 +1,4 @@
-"""The oracle reads scenes back from pixels (DESIGN.md §4). The full 2,000-scene figures
+"""The oracle reads scenes back from pixels (docs/design.md §4). The full 2,000-scene figures
 come from benchmarks/oracle_accuracy.py; these tests assert floors on smaller sets."""
 import numpy as np
 import pytest

@@ -7,7 +7,9 @@ from PIL import Image
 
 from unclip_probe import world
 from unclip_probe.errors import ProbeInputError
-from unclip_probe.pipeline import UnCLIP, slerp
+from unclip_probe import manipulations as M
+from unclip_probe.backends.world.stack import UnCLIP
+from unclip_probe.manipulations import slerp
 
 pytestmark = pytest.mark.unit
 
@@ -23,18 +25,18 @@ def test_text_to_image_is_deterministic(pipe):
 
 def test_variations_interpolations_and_text_diffs(pipe):
     img = world.render(world.sample_scenes(1, seed=2)[0])
-    assert len(pipe.variations(img, n=2, steps=3)) == 2
-    assert len(pipe.interpolate(img, img.transpose(Image.FLIP_LEFT_RIGHT), n=3, steps=3)) == 3
-    assert len(pipe.text_diff(img, "a red circle", "a blue circle", thetas=[0.0, 0.5], steps=3)) == 2
+    assert len(M.variations(pipe, img, n=2, steps=3)) == 2
+    assert len(M.interpolate(pipe, img, img.transpose(Image.FLIP_LEFT_RIGHT), n=3, steps=3)) == 3
+    assert len(M.text_diff(pipe, img, "a red circle", "a blue circle", thetas=[0.0, 0.5], steps=3)) == 2
 
 
 def test_text_diff_caption_reaches_the_decoder(pipe):
-    from unclip_probe.pipeline import TEXT_DIFF_GUIDANCE
+    from unclip_probe.backends.world.stack import TEXT_DIFF_GUIDANCE
 
     img = world.render(world.sample_scenes(1, seed=2)[0])
-    inv = pipe.invert(img, steps=3)
-    plain = pipe.text_diff(img, "a red circle", "a blue circle", thetas=[0.5], steps=3, inverted=inv)
-    read = pipe.text_diff(img, "a red circle", "a blue circle", thetas=[0.5], steps=3, inverted=inv,
+    inv = M.invert(pipe, img, steps=3)
+    plain = M.text_diff(pipe, img, "a red circle", "a blue circle", thetas=[0.5], steps=3, inverted=inv)
+    read = M.text_diff(pipe, img, "a red circle", "a blue circle", thetas=[0.5], steps=3, inverted=inv,
                           caption="a blue circle")
     z_t = pipe.clip.encode_text(["a red circle", "a blue circle"])
     z = slerp(inv[1], torch.nn.functional.normalize(z_t[1] - z_t[0], dim=-1)[None], 0.5)
@@ -54,14 +56,14 @@ def test_grayscale_rgba_and_oblong_images_are_converted_with_a_note_where_it_mat
     img = world.render(world.sample_scenes(1, seed=2)[0])
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # grey to RGB loses nothing: no note
-        assert len(pipe.variations(img.convert("L"), n=1, steps=2)) == 1
+        assert len(M.variations(pipe, img.convert("L"), n=1, steps=2)) == 1
     with pytest.warns(UserWarning, match="^image: mode RGBA converted to RGB; transparency is dropped"):
-        assert len(pipe.variations(img.convert("RGBA"), n=1, steps=2)) == 1
+        assert len(M.variations(pipe, img.convert("RGBA"), n=1, steps=2)) == 1
     wide = Image.new("RGB", (96, 64), "white")
     wide.paste(img, (16, 0))  # the scene in the middle, white bands at the sides
     with pytest.warns(UserWarning, match="^image: 96x64 is not square; its centre 64x64 is used"):
-        x0, z = pipe._image_tensor(wide)
-    x_ref, z_ref = pipe._image_tensor(img)
+        x0, z = pipe._pixels(wide), pipe.encode_image(wide)
+    x_ref, z_ref = pipe._pixels(img), pipe.encode_image(img)
     assert torch.equal(x0, x_ref) and torch.allclose(z, z_ref, atol=1e-5)  # exactly the centre crop
 
 
@@ -69,13 +71,13 @@ def test_grayscale_rgba_and_oblong_images_are_converted_with_a_note_where_it_mat
     (lambda p: p([], steps=2), "prompts"),
     (lambda p: p(["a red circle"], prior="gan", steps=2), "kind"),
     (lambda p: p.prior(["a red circle"], kind="ar"), "kind"),  # not in this stack
-    (lambda p: p.text_diff(world.render(world.sample_scenes(1)[0]), "a red circle", "a blue circle", thetas=[1.5]), "thetas"),
-    (lambda p: p.text_diff(world.render(world.sample_scenes(1)[0]), " ", "a blue circle"), "src"),
-    (lambda p: p.text_diff(world.render(world.sample_scenes(1)[0]), "a red circle", "a blue circle", caption=""),
+    (lambda p: M.text_diff(p, world.render(world.sample_scenes(1)[0]), "a red circle", "a blue circle", thetas=[1.5]), "thetas"),
+    (lambda p: M.text_diff(p, world.render(world.sample_scenes(1)[0]), " ", "a blue circle"), "src"),
+    (lambda p: M.text_diff(p, world.render(world.sample_scenes(1)[0]), "a red circle", "a blue circle", caption=""),
      "caption"),
     (lambda p: p.with_decoder("decoder_text"), "name"),
-    (lambda p: p.variations("/no/such/file.png"), "image"),
-    (lambda p: p.decode(torch.randn(2, 7)), "z_img"),
+    (lambda p: M.variations(p, "/no/such/file.png"), "image"),
+    (lambda p: p.decode(torch.randn(2, 7)), "z"),
 ])
 def test_bad_input_is_named(pipe, call, arg):
     with pytest.raises(ProbeInputError) as err:
@@ -119,7 +121,7 @@ def test_bf16_autocast_samples_close_to_fp32_and_bad_dtypes_are_named(stack, pip
 
 
 def test_drawn_is_a_multiset_of_shape_and_colour():
-    from unclip_probe.pipeline_eval import drawn
+    from unclip_probe.eval.pipeline import drawn
     from unclip_probe.world import Obj, Scene
 
     a, b = Obj("circle", "red", "small", "top left"), Obj("square", "blue", "large", "center")
@@ -146,7 +148,7 @@ class _PerfectDecoder:
 
 
 def test_text_to_image_scores_a_perfect_decoder_as_right_and_true_embeddings_at_cosine_one(pipe):
-    from unclip_probe.pipeline_eval import PAIR, text_to_image
+    from unclip_probe.eval.pipeline import PAIR, text_to_image
 
     scenes = world.sample_scenes(6, seed=5, config=PAIR)
     res = text_to_image(_PerfectDecoder(pipe, scenes), scenes, seed=0, batch=4, priors=("diffusion",), exact_count=True)
@@ -157,8 +159,8 @@ def test_text_to_image_scores_a_perfect_decoder_as_right_and_true_embeddings_at_
 
 
 def test_prior_guidance_defaults_per_kind_and_reaches_text_to_image(pipe):
-    from unclip_probe.pipeline_eval import text_to_image
-    from unclip_probe.prior_sampling import PRIOR_GUIDANCE
+    from unclip_probe.eval.pipeline import text_to_image
+    from unclip_probe.backends.world.prior_sampling import PRIOR_GUIDANCE
 
     prompts = ["a red circle", "a blue star"]
     default = pipe.prior(prompts, seed=1, steps=3)
@@ -194,8 +196,12 @@ class _Stub:
         return [image if t == 0 else self.diffed for t in thetas]
 
 
-def test_manipulation_metrics_give_known_verdicts():
-    from unclip_probe.pipeline_eval import PAIR, SINGLE, interpolation_ends, text_diff_turns, variations_kept
+def test_manipulation_metrics_give_known_verdicts(monkeypatch):
+    from unclip_probe.eval import pipeline as ev
+    from unclip_probe.eval.pipeline import PAIR, SINGLE, interpolation_ends, text_diff_turns, variations_kept
+
+    for name in ("variations", "interpolate", "text_diff"):  # the metrics call the manipulations of their stack
+        monkeypatch.setattr(ev, name, lambda stack, *a, _name=name, **kw: getattr(stack, _name)(*a, **kw))
 
     pairs = world.sample_scenes(3, seed=1, config=PAIR)
     same = variations_kept(_Stub(), pairs)  # variations identical to the source: kept, no pixel change
@@ -217,7 +223,7 @@ def test_manipulation_metrics_give_known_verdicts():
 
 
 def test_manipulation_metrics_run_on_the_tiny_stack(pipe):
-    from unclip_probe.pipeline_eval import SINGLE, interpolation_ends, text_diff_turns, variations_kept
+    from unclip_probe.eval.pipeline import SINGLE, interpolation_ends, text_diff_turns, variations_kept
 
     sc = world.sample_scenes(2, seed=1, config=SINGLE)
     v = variations_kept(pipe, sc[:1], steps=2)
@@ -244,8 +250,8 @@ def test_variations_reuse_an_inversion(pipe):
     import numpy as np
 
     img = world.render(world.sample_scenes(1, seed=2)[0])
-    fresh = pipe.variations(img, n=2, steps=2, seed=3)
-    reused = pipe.variations(img, n=2, steps=2, seed=3, inverted=pipe.invert(img, steps=2))
+    fresh = M.variations(pipe, img, n=2, steps=2, seed=3)
+    reused = M.variations(pipe, img, n=2, steps=2, seed=3, inverted=M.invert(pipe, img, steps=2))
     assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(fresh, reused))
 
 
@@ -258,37 +264,37 @@ def _same_images(xs, ys) -> bool:
 def test_text_diffs_reuse_an_inversion_and_take_guidance(pipe):
     img = world.render(world.sample_scenes(1, seed=2)[0])
     kw = dict(thetas=[0.0, 0.5], steps=2, seed=1)
-    fresh = pipe.text_diff(img, "a red circle", "a blue circle", **kw)
-    reused = pipe.text_diff(img, "a red circle", "a blue circle", inverted=pipe.invert(img, steps=2), **kw)
+    fresh = M.text_diff(pipe, img, "a red circle", "a blue circle", **kw)
+    reused = M.text_diff(pipe, img, "a red circle", "a blue circle", inverted=M.invert(pipe, img, steps=2), **kw)
     assert _same_images(fresh, reused)
-    assert not _same_images(fresh, pipe.text_diff(img, "a red circle", "a blue circle", guidance=3.0, **kw))
+    assert not _same_images(fresh, M.text_diff(pipe, img, "a red circle", "a blue circle", guidance=3.0, **kw))
 
 
 def test_interpolation_with_inverted_noise_is_unguided_by_default(pipe):
-    from unclip_probe.pipeline import DECODER_GUIDANCE, INVERTED_GUIDANCE
+    from unclip_probe.backends.world.stack import DECODER_GUIDANCE, INVERTED_GUIDANCE
 
     a = world.render(world.sample_scenes(2, seed=2)[0])
     b = world.render(world.sample_scenes(2, seed=2)[1])
     kw = dict(n=3, steps=2, seed=1, noise="inverted")
-    default = pipe.interpolate(a, b, **kw)
-    assert _same_images(default, pipe.interpolate(a, b, guidance=INVERTED_GUIDANCE, **kw))
-    assert not _same_images(default, pipe.interpolate(a, b, guidance=3.0, **kw))
+    default = M.interpolate(pipe, a, b, **kw)
+    assert _same_images(default, M.interpolate(pipe, a, b, guidance=INVERTED_GUIDANCE, **kw))
+    assert not _same_images(default, M.interpolate(pipe, a, b, guidance=3.0, **kw))
     fixed = dict(kw, noise="fixed")  # fresh noise keeps the decoder's generation guidance
-    assert _same_images(pipe.interpolate(a, b, **fixed), pipe.interpolate(a, b, guidance=DECODER_GUIDANCE, **fixed))
+    assert _same_images(M.interpolate(pipe, a, b, **fixed), M.interpolate(pipe, a, b, guidance=DECODER_GUIDANCE, **fixed))
 
 
 def test_inversions_reused_inverts_each_image_once_and_changes_nothing(pipe):
-    from unclip_probe.pipeline_eval import inversions_reused
+    from unclip_probe.eval.pipeline import inversions_reused
 
     img = world.render(world.sample_scenes(1, seed=2)[0])
-    plain = [pipe.variations(img, n=1, steps=2, seed=s, eta=0.5) for s in (0, 1)]
+    plain = [M.variations(pipe, img, n=1, steps=2, seed=s, eta=0.5) for s in (0, 1)]
     calls = []
     real = pipe.invert
-    pipe.invert = lambda image, steps=50: calls.append(steps) or real(image, steps=steps)
+    pipe.invert = lambda images, steps=None, z=None: calls.append(steps) or real(images, steps=steps, z=z)
     try:
         with inversions_reused(pipe):
-            reused = [pipe.variations(img, n=1, steps=2, seed=s, eta=0.5) for s in (0, 1)]
-            pipe.text_diff(img, "a red circle", "a blue circle", thetas=[0.5], steps=2)
+            reused = [M.variations(pipe, img, n=1, steps=2, seed=s, eta=0.5) for s in (0, 1)]
+            M.text_diff(pipe, img, "a red circle", "a blue circle", thetas=[0.5], steps=2)
         assert calls == [2]  # one inversion served three manipulations
     finally:
         del pipe.invert
@@ -297,7 +303,7 @@ def test_inversions_reused_inverts_each_image_once_and_changes_nothing(pipe):
 
 
 def test_manipulation_scenes_are_the_documented_sets():
-    from unclip_probe.pipeline_eval import manipulation_scenes
+    from unclip_probe.eval.pipeline import manipulation_scenes
 
     sets = manipulation_scenes(3)
     assert [len(s.objects) for s in sets["variations"]] == [2, 2, 2]

@@ -6,7 +6,7 @@ from unclip_probe.errors import ProbeInputError
 from unclip_probe.models.configs import PriorConfig
 from unclip_probe.models.prior import PriorNetConfig, PriorTransformer
 from unclip_probe.models.unet import timestep_embedding
-from unclip_probe.prior_sampling import sample_diffusion_prior
+from unclip_probe.backends.world.prior_sampling import sample_diffusion_prior
 
 pytestmark = pytest.mark.unit
 NET = PriorNetConfig(embed_dim=16, text_dim=12, max_text_len=10, width=32, layers=2, heads=2)

@@ -13,7 +13,7 @@ from unclip_probe.checkpoints import load_config, save_config, save_weights
 from unclip_probe.errors import ProbeInputError
 from unclip_probe.models.configs import DecoderConfig
 from unclip_probe.models.unet import UNet
-from unclip_probe.pipeline import UnCLIP
+from unclip_probe.backends.world.stack import UnCLIP
 from unclip_probe.probes.binding import (SWAPS, _read_stack, binding_scenes, clip_binding, generation_binding,
                                          read_binding, stacked_scenes, swapped_pair)
 from unclip_probe.world import Obj, Scene

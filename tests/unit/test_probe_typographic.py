@@ -58,7 +58,7 @@ def test_bad_input_is_named(pipe, kw, arg):
 def test_decoded_variations_of_the_attacked_images(pipe):
     scenes = _scenes(2)
     res = typographic_attack(pipe.clip, [world.render(s) for s in scenes], list(world.SHAPES), "square",
-                             true_labels=[s.objects[0].shape for s in scenes], pipe=pipe, n_decode=2)
+                             true_labels=[s.objects[0].shape for s in scenes], stack=pipe, n_decode=2)
     dec = res.meta["decoded"]
     assert dec["n"] == 2 and all(im.size == (64, 64) for im in dec["images"])
     assert all(0 <= dec[k] <= 1 for k in ("note_drawn", "note_says_word", "object_kept"))

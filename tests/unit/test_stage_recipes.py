@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from unclip_probe.errors import ProbeInputError
-from unclip_probe.stages import load_decoder, load_upsampler
+from unclip_probe.backends.world.stages import load_decoder, load_upsampler
 from unclip_probe.train.recipes.decoder import DecoderRecipe
 from unclip_probe.train.recipes.upsampler import UpsamplerRecipe, blur3
 from unclip_probe.train.trainer import TrainConfig, train

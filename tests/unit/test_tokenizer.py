@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from unclip_probe.errors import ProbeInputError
-from unclip_probe.tokenizer import PUNCTUATION, WorldTokenizer
+from unclip_probe.clip.tokenizer import PUNCTUATION, WorldTokenizer
 
 pytestmark = pytest.mark.unit
 

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from unclip_probe.decode import decode_images, upsample_images
+from unclip_probe.backends.world.decode import decode_images, upsample_images
 from unclip_probe.models.configs import DecoderConfig, UpsamplerConfig
 from unclip_probe.models.unet import UNet, UNetConfig
 
@@ -68,7 +68,7 @@ def test_decode_and_upsample_are_deterministic_and_in_range():
 
 
 def test_bad_sampling_arguments_are_named():
-    from unclip_probe.decode import invert_images
+    from unclip_probe.backends.world.decode import invert_images
     from unclip_probe.errors import ProbeInputError
 
     cfg = DecoderConfig(unet=TINY)
@@ -91,7 +91,7 @@ def test_bad_sampling_arguments_are_named():
 
 
 def test_inversion_round_trip_of_a_smooth_random_decoder():
-    from unclip_probe.decode import invert_images
+    from unclip_probe.backends.world.decode import invert_images
 
     cfg = DecoderConfig(unet=TINY)
     net = _perturbed(TINY)
@@ -105,7 +105,7 @@ def test_inversion_round_trip_of_a_smooth_random_decoder():
 
 
 def test_a_residual_upsampler_adds_its_scaled_output_to_the_bicubic_base():
-    from unclip_probe.decode import upsample_base
+    from unclip_probe.backends.world.decode import upsample_base
 
     cfg = UpsamplerConfig(unet=UNetConfig(image_size=32, in_channels=6, channels=16, channel_mult=(1, 2),
                                           num_res_blocks=1, attention_resolutions=()), residual_scale=4.0)

@@ -1,4 +1,4 @@
-"""The shape world: sampling, rendering, captions, parser, datasets (DESIGN.md §4)."""
+"""The shape world: sampling, rendering, captions, parser, datasets (docs/design.md §4)."""
 import subprocess
 import sys
 

@@ -1,4 +1,4 @@
-"""Classifier-free guidance with both passes in one batched forward (DESIGN.md §6).
+"""Classifier-free guidance with both passes in one batched forward (docs/design.md §6).
 
 Ho & Salimans 2022 ("Classifier-Free Diffusion Guidance", eq. 6), as GLIDE
 (Nichol et al. 2022, §2.4) and the unCLIP decoder (Ramesh et al. 2022, §2.1)

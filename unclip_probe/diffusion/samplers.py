@@ -1,4 +1,4 @@
-"""Samplers as pure module-level functions sharing one signature (k-diffusion style, DESIGN.md §8).
+"""Samplers as pure module-level functions sharing one signature (k-diffusion style, docs/design.md §8).
 
     sample_x(denoiser, x, schedule, steps, *, generator, prediction, clip_x0, callback) -> Tensor
 

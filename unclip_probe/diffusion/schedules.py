@@ -1,4 +1,4 @@
-"""Noise schedules and the closed-form maths of the forward process (DESIGN.md §1, §8).
+"""Noise schedules and the closed-form maths of the forward process (docs/design.md §1, §8).
 
 Notation follows Ho et al. 2020 (DDPM) and Nichol & Dhariwal 2021 (improved
 diffusion): ``betas[t] = beta_t``, ``alphas = 1 - betas``,
@@ -145,6 +145,12 @@ def make_schedule(kind: str, T: int, *, zero_terminal_snr: bool = False) -> Sche
     if zero_terminal_snr:
         betas = rescale_zero_terminal_snr(betas)
     return Schedule.from_betas(betas)
+
+
+def schedule_of(cfg) -> Schedule:
+    """The schedule a stage's diffusion config names (``cfg.schedule``, ``cfg.T``, ``cfg.zero_terminal_snr``;
+    e.g. ``models.configs.DiffusionConfig``): the one place a stored config becomes a Schedule."""
+    return make_schedule(cfg.schedule, cfg.T, zero_terminal_snr=cfg.zero_terminal_snr)
 
 
 def check_prediction(prediction: object) -> str:

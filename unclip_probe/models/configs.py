@@ -1,4 +1,4 @@
-"""Frozen configs of the diffusion stages, saved as JSON beside their weights (DESIGN.md §5, §8).
+"""Frozen configs of the diffusion stages, saved as JSON beside their weights (docs/design.md §5, §8).
 
 A stage config holds its network's config and the diffusion process it was
 trained with (schedule, prediction type), plus the checksum of the CLIP it
@@ -30,8 +30,8 @@ class DecoderConfig:
     unet: UNetConfig = field(default_factory=lambda: UNetConfig(
         image_size=32, channels=32, channel_mult=(1, 2, 3), num_res_blocks=1, attention_resolutions=(8, 16),
         clip_dim=128, text_dim=128))
-    # Min-SNR 5: the plain v loss put most weight on nearly clean inputs; the first shipped decoder
-    # (uniform) drew blobs of the right colour but rarely the right shape after 3,139 steps.
+    # Min-SNR 5: the plain v loss put most weight on nearly clean inputs, and the first shipped decoder
+    # (uniform weights) drew blobs of the right colour but rarely the right shape (model card, stage 2, run 1).
     diffusion: DiffusionConfig = field(default_factory=lambda: DiffusionConfig(min_snr_gamma=5.0))
     clip_checksum: str = ""  # of the world CLIP whose embeddings and text tokens it reads
     clip_dropout: float = 0.1  # paper §2.1: CLIP embedding zeroed 10 % of the time
@@ -52,13 +52,13 @@ class UpsamplerConfig:
     blur_sigma: float = 0.6  # Gaussian-blur corruption of the low-res conditioning (paper §2.1)
     blur_prob: float = 0.5
     # Gaussian noise added to the conditioning. 0 as in the paper's first upsampler (blur only): with a
-    # residual target, noise in the conditioning taught the net to "remove" noise that clean inputs lack
-    # (a 0.05 run drew grain on flat areas: 26.6 dB against bilinear's 28.8).
+    # residual target, noise in the conditioning taught the net to "remove" noise that clean inputs lack,
+    # drawing grain on flat areas (model card, stage 3: the discarded variants).
     noise_level: float = 0.0
     residual: bool = True  # diffuse x_high - upsample(x_low): the net only has to add the missing detail
-    base: str = "bicubic"  # the upsampling the residual is taken against (bicubic: 32.1 dB on world renders vs 31.0)
-    # The residual's std is about 0.09 on world renders; unscaled, a unit-variance diffusion drowns it at
-    # almost every noise level and the first shipped upsampler came out below its own bilinear base.
+    base: str = "bicubic"  # the upsampling the residual is taken against (beats bilinear; model card, stage 3)
+    # The residual is small on world renders; unscaled, a unit-variance diffusion drowns it at almost every
+    # noise level, and the first shipped upsampler came out below its own bilinear base (model card, stage 3).
     residual_scale: float = 6.0
 
 

@@ -1,4 +1,4 @@
-"""Probes of the CLIP latent space (DESIGN.md §1, issue 6). Each returns a ProbeResult."""
+"""Probes of the CLIP latent space (docs/design.md §1, issue 6). Each returns a ProbeResult."""
 from .binding import attribute_binding, clip_binding, generation_binding
 from .pca import pca_clip_side, pca_reconstruction
 from .result import ProbeResult

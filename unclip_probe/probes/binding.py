@@ -35,9 +35,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..decode import DECODER_GUIDANCE
 from ..errors import ProbeInputError, bad_input
-from ..prior_sampling import PRIOR_GUIDANCE
 from ..world import SHAPES, Obj, Scene, WorldConfig, detect, render, sample_scenes
 from ..world.captions import RELATION_PHRASES, join_phrases, object_phrase
 from ..world.parse import parse_caption
@@ -188,34 +186,36 @@ def _read_stack(scene: Scene, reading: Scene) -> dict[str, bool]:
 
 
 @torch.no_grad()
-def generation_binding(pipe, prompts: Sequence[str] | None = None, n: int = 32, seed: int = 0, steps: int = 25,
-                       guidance: float = DECODER_GUIDANCE, stack_seeds: int = 4, settings=SETTINGS,
-                       pipes: dict | None = None, prior_steps: int = 64) -> ProbeResult:
+def generation_binding(stack, prompts: Sequence[str] | None = None, n: int = 32, seed: int = 0,
+                       steps: int | None = None, guidance: float | None = None, stack_seeds: int = 4,
+                       settings=SETTINGS, stacks: dict | None = None, prior_steps: int | None = None) -> ProbeResult:
     """Oracle-read binding of two-object prompts under each setting (see SETTINGS), and Fig. 15's
     stacked-objects test. prompts: two-object prompts (default: n world prompts). Settings whose
-    decoder the stack lacks are skipped (listed in meta['skipped']). Decodes are 32 px."""
+    decoder the stack lacks are skipped (listed in meta['skipped']). Decodes are not upsampled.
+    steps / guidance / prior_steps None: the stack's defaults. stacks: other decoders of the stack,
+    already loaded (``stack.with_decoder(name)``), by decoder name."""
     scenes = binding_scenes(n, seed) if prompts is None else _prompt_scenes(prompts)
     prompts = [binding_prompt(s) for s in scenes] if prompts is None else list(prompts)
-    decoders, skipped = {"decoder": pipe, **(pipes or {})}, []  # pipes: pipelines already loaded, by decoder
+    decoders, skipped = {"decoder": stack, **(stacks or {})}, []
     for _, name, _ in settings:
         if name not in decoders and name not in skipped:
             try:
-                decoders[name] = pipe.with_decoder(name)
+                decoders[name] = stack.with_decoder(name)
             except ProbeInputError:  # a stack without that decoder: say so, measure the rest
                 skipped.append(name)
     rows, images = [], {}
-    z_true = pipe.clip.encode_image([render(s) for s in scenes])
+    z_true = stack.clip.encode_image([render(s) for s in scenes])
     feeds = {"true": z_true, "text": torch.zeros_like(z_true)}  # the text-only decoder ignores its embedding
     if any(feed == "prior" for _, name, feed in settings if name in decoders):
-        feeds["prior"] = pipe.prior(prompts, seed=seed, kind="diffusion", steps=prior_steps)
+        feeds["prior"] = stack.prior(prompts, seed=seed, kind="diffusion", steps=prior_steps)
     B = len(prompts)
-    x_T = pipe._noise(B, pipe.decoder_cfg.unet.image_size, seed)  # (B, 3, S, S): one noise for every setting
+    x_T = stack.noise(B, seed)  # (B, *noise_shape): one noise for every setting
     decoded = {}
     for name in dict.fromkeys(n for _, n, _ in settings if n in decoders):  # one batched call per decoder
         mine = [(label, feed) for label, n, feed in settings if n == name]
         z = torch.cat([feeds[feed] for _, feed in mine])  # (k B, D)
         imgs = decoders[name].decode(z, seed=seed, prompts=prompts * len(mine), guidance=guidance, steps=steps,
-                                     x_T=x_T.repeat(len(mine), 1, 1, 1), upsample=False)
+                                     x_T=x_T.repeat(len(mine), *[1] * (x_T.ndim - 1)), upsample=False)
         decoded.update({label: imgs[i * B:(i + 1) * B] for i, (label, _) in enumerate(mine)})
     for label, name, _ in settings:
         if label not in decoded:
@@ -224,9 +224,9 @@ def generation_binding(pipe, prompts: Sequence[str] | None = None, n: int = 32, 
         rows.append({"test": "two-object prompts", "setting": label, "decoder": name,
                      **_summary([read_binding(s.objects, detect(im)) for s, im in zip(scenes, imgs)])})
     stacked = stacked_scenes() if stack_seeds else []
-    z_stack = pipe.clip.encode_image([render(s) for s in stacked]).repeat_interleave(stack_seeds, 0) if stacked else None
+    z_stack = stack.clip.encode_image([render(s) for s in stacked]).repeat_interleave(stack_seeds, 0) if stacked else None
     for name, d in decoders.items() if stacked else ():
-        if not d.decoder_cfg.unet.clip_dim:
+        if not d.reads_embedding:
             continue  # Fig. 15 reconstructs from the image embedding alone
         imgs = d.decode(z_stack, seed=seed + 1, guidance=guidance, steps=steps, upsample=False)  # no caption
         images[f"red X above blue X: {name}"] = imgs
@@ -238,11 +238,11 @@ def generation_binding(pipe, prompts: Sequence[str] | None = None, n: int = 32, 
     return ProbeResult("Attribute binding: generation", table, [im for v in images.values() for im in v], _draw, meta)
 
 
-def attribute_binding(pipe, prompts: Sequence[str] | None = None, n_clip: int = 200, n_gen: int = 32,
+def attribute_binding(stack, prompts: Sequence[str] | None = None, n_clip: int = 200, n_gen: int = 32,
                       seed: int = 0, **gen_kw) -> ProbeResult:
     """Both halves: the generation result, with the CLIP-side table in meta['clip'] (and in its HTML)."""
-    gen = generation_binding(pipe, prompts, n=n_gen, seed=seed, **gen_kw)
-    side = clip_binding(pipe.clip, n=n_clip, seed=seed)
+    gen = generation_binding(stack, prompts, n=n_gen, seed=seed, **gen_kw)
+    side = clip_binding(stack.clip, n=n_clip, seed=seed)
     gen.title = "Attribute binding"
     gen.meta["clip"] = side.table
     gen.extra_tables = {"CLIP side (chance: ARO 0.5, Winoground text / image 0.25, group 0.167)": side.table}
@@ -276,7 +276,7 @@ if __name__ == "__main__":  # python -m unclip_probe.probes.binding checkpoints/
     import time
     from pathlib import Path
 
-    from ..pipeline import UnCLIP
+    from unclip_probe.backends import load_stack
 
     p = argparse.ArgumentParser(description="Attribute binding probe on a world stack")
     p.add_argument("folder")
@@ -287,15 +287,16 @@ if __name__ == "__main__":  # python -m unclip_probe.probes.binding checkpoints/
     p.add_argument("--json", default="benchmarks/results/probe_binding.json")
     args = p.parse_args()
     t = time.perf_counter()
-    pipe = UnCLIP.from_pretrained(args.folder, device="cpu")
-    res = attribute_binding(pipe, n_clip=args.n_clip, n_gen=args.n_gen, seed=args.seed)
+    stack = load_stack("world", args.folder, device="cpu")
+    res = attribute_binding(stack, n_clip=args.n_clip, n_gen=args.n_gen, seed=args.seed)
     seconds = time.perf_counter() - t
+    d = stack.defaults
     res.figure().savefig(args.figure, dpi=100, bbox_inches="tight")
     records = lambda df: json.loads(df.reset_index().to_json(orient="records"))  # noqa: E731
     out = {"command": f"python -m unclip_probe.probes.binding {args.folder} --n-gen {args.n_gen} --n-clip "
                       f"{args.n_clip} --seed {args.seed}", "seconds_with_loading": round(seconds, 1),
-           "defaults": f"decoder 25 steps, guidance {DECODER_GUIDANCE:g}, 32 px; "
-                       f"diffusion prior 64 steps, guidance {PRIOR_GUIDANCE['diffusion']:g}; stacks: 4 seeds",
+           "defaults": f"decoder {d.decode.steps} steps, guidance {d.decode.guidance:g}, {stack.noise_shape[-1]} px; "
+                       f"diffusion prior {d.prior.steps} steps, guidance {d.prior.guidance:g}; stacks: 4 seeds",
            "generation": records(res.table), "clip": records(res.meta["clip"]), "skipped": res.meta["skipped"]}
     Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
     print(res.table.round(3).to_string(), "\n", res.meta["clip"].drop(columns="example").round(3).to_string(),

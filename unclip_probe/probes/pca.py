@@ -15,7 +15,6 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from ..decode import DECODER_GUIDANCE
 from ..errors import bad_input
 from ..world import SceneSpec, detect, render, sample_scenes
 from .result import ProbeResult, image_list
@@ -55,33 +54,35 @@ def at_k(z: torch.Tensor, mean: torch.Tensor, components: torch.Tensor, k: int) 
 
 
 def _checked_ks(ks: Sequence[int] | None, D: int) -> list[int]:
-    """The k schedule (default: the paper's, scaled to D), checked against the width (DESIGN.md §7)."""
+    """The k schedule (default: the paper's, scaled to D), checked against the width (docs/design.md §7)."""
     ks = scaled_ks(D) if ks is None else list(ks)
     if not ks or not all(isinstance(k, (int, np.integer)) and 1 <= k <= D for k in ks):
         raise bad_input("ks", f"expected component counts between 1 and the embedding width {D}, got {ks!r}")
     return ks
 
 
-def pca_reconstruction(pipe, images: Sequence | None = None, ks: Sequence[int] | None = None, n_fit: int = 2000,
-                       n_images: int = 8, seed: int = 0, steps: int = 25, guidance: float = DECODER_GUIDANCE) -> ProbeResult:
+def pca_reconstruction(stack, images: Sequence | None = None, ks: Sequence[int] | None = None, n_fit: int = 2000,
+                       n_images: int = 8, seed: int = 0, steps: int | None = None,
+                       guidance: float | None = None) -> ProbeResult:
     """Decode each image's CLIP embedding cut to its first k principal components, for every k.
 
-    pipe: an UnCLIP pipeline. images: PIL images or paths (default: n_images world scenes).
+    stack: any stack (backends/base.py); steps / guidance None: its decode defaults.
+    images: PIL images or paths (default: n_images world scenes).
     ks: components to keep (default: the paper's schedule scaled to the embedding width).
     PCA is fitted on the embeddings of n_fit fresh world scenes. Every decode of an image uses
     the same noise (one seed), so columns differ only by k. Returns a ProbeResult whose table has
     one row per k (the last, k = D, is the full embedding) with the explained variance and the
     share of images whose oracle reading keeps each attribute of the source's reading.
     """
-    D = pipe.clip.embed_dim
+    D = stack.clip.embed_dim
     ks = _checked_ks(ks, D)
     images = image_list(images) if images is not None else [render(s) for s in sample_scenes(n_images, seed=seed + 1)]
-    mean, comps, ratio = fit_world_pca(pipe.clip, n_fit, seed)
-    z = pipe.clip.encode_image(images)  # (B, D); errors name `images`
+    mean, comps, ratio = fit_world_pca(stack.clip, n_fit, seed)
+    z = stack.clip.encode_image(images)  # (B, D); errors name `images`
     refs = [SceneSpec.from_scene(detect(im)) for im in images]  # the oracle's reading of each source
     rows, grid = [], []
     for k in sorted(set(ks) | {D}):  # k = D: the whole embedding
-        dec = pipe.decode(at_k(z, mean, comps, k), seed=seed, guidance=guidance, steps=steps)
+        dec = stack.decode(at_k(z, mean, comps, k), seed=seed, guidance=guidance, steps=steps)
         scores = [ref.score(detect(im)) for ref, im in zip(refs, dec)]
         rows.append({"k": k, "explained_variance": float(ratio[:k].sum()),
                      **{a: float(np.mean([s[a] for s in scores])) for a in ATTRIBUTES}})
@@ -147,7 +148,7 @@ if __name__ == "__main__":  # python -m unclip_probe.probes.pca checkpoints/worl
     import time
     from pathlib import Path
 
-    from ..pipeline import UnCLIP
+    from unclip_probe.backends import load_stack
 
     p = argparse.ArgumentParser(description="PCA reconstruction probe on a world stack")
     p.add_argument("folder")
@@ -156,14 +157,14 @@ if __name__ == "__main__":  # python -m unclip_probe.probes.pca checkpoints/worl
     p.add_argument("--n-images", type=int, default=8)
     args = p.parse_args()
     t = time.perf_counter()
-    pipe = UnCLIP.from_pretrained(args.folder, device="cpu")
-    res = pca_reconstruction(pipe, n_images=args.n_images)
+    stack = load_stack("world", args.folder, device="cpu")
+    res = pca_reconstruction(stack, n_images=args.n_images)
     seconds = time.perf_counter() - t
     res.figure().savefig(args.figure, dpi=100, bbox_inches="tight")
     out = {"command": f"python -m unclip_probe.probes.pca {args.folder} --n-images {args.n_images}",
            "seconds_with_loading": round(seconds, 1),
-           "sizes": f"n_fit 2000, {args.n_images} world scenes, decoder 25 steps, "
-                    f"guidance {DECODER_GUIDANCE:g}, one seed",
+           "sizes": f"n_fit 2000, {args.n_images} world scenes, decoder {stack.defaults.decode.steps} steps, "
+                    f"guidance {stack.defaults.decode.guidance:g}, one seed",
            "table": json.loads(res.table.reset_index().to_json(orient="records"))}
     Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
     print(res.table.round(3).to_string(), f"\n{seconds:.1f} s")

@@ -56,7 +56,7 @@ def set_summary(res: ProbeResult) -> dict:
 
 def typographic_attack(clip, images: Sequence, labels: Sequence[str], word: str,
                        true_labels: Sequence[str] | None = None, box: tuple[float, float, float, float] = DEFAULT_BOX,
-                       templates: Sequence[str] = ("a {}",), pipe=None, n_decode: int = 16,
+                       templates: Sequence[str] = ("a {}",), stack=None, n_decode: int = 16,
                        seed: int = 0, decode_steps: int = 25) -> ProbeResult:
     """Zero-shot probabilities of each image before and after a note saying `word` is pasted on it.
 
@@ -64,7 +64,7 @@ def typographic_attack(clip, images: Sequence, labels: Sequence[str], word: str,
     given) and of the word, before and after. meta: OCA before / after and TCR after (with
     true_labels). images: PIL images or paths; labels: class names filled into the templates.
 
-    pipe: a world UnCLIP; then the first `n_decode` attacked images are also decoded from their
+    stack: a world stack; then the first `n_decode` attacked images are also decoded from their
     CLIP image embedding (no caption; paper §4: does the decoder draw the object or the word?)
     and read by the oracle: meta['decoded'] holds the images and the shares that show the true
     object (labels as world shape names), any note, and a note reading the attack word.
@@ -94,18 +94,18 @@ def typographic_attack(clip, images: Sequence, labels: Sequence[str], word: str,
         table["p_true_after"] = [after.loc[i, t] for i, t in enumerate(true)]
         meta["oca_before"] = float(np.mean(before["prediction"] == true))
         meta["oca_after"] = float(np.mean(after["prediction"] == true))
-    if pipe is not None:
-        meta["decoded"] = decoded_variations(pipe, attacked[:n_decode], word, true_labels, seed, decode_steps)
+    if stack is not None:
+        meta["decoded"] = decoded_variations(stack, attacked[:n_decode], word, true_labels, seed, decode_steps)
     return ProbeResult("Typographic attack", table, images + attacked, _draw, meta)
 
 
-def decoded_variations(pipe, attacked: Sequence, word: str, true_labels: Sequence[str] | None = None,
+def decoded_variations(stack, attacked: Sequence, word: str, true_labels: Sequence[str] | None = None,
                        seed: int = 0, steps: int = 25) -> dict:
     """Decode attacked images from their world-CLIP image embeddings alone and read them with the oracle."""
     from ..world import detect
 
-    z = pipe.clip.encode_image(list(attacked))  # (n, D)
-    imgs = pipe.decode(z, seed=seed, steps=steps)  # 64 px, the caption-dropped decoder (as Fig. 6's variations)
+    z = stack.clip.encode_image(list(attacked))  # (n, D)
+    imgs = stack.decode(z, seed=seed, steps=steps)  # 64 px, the caption-dropped decoder (as Fig. 6's variations)
     reads = [detect(im) for im in imgs]
     out = {"images": imgs, "n": len(imgs),
            "note_drawn": float(np.mean([r.note is not None for r in reads])),
@@ -144,7 +144,7 @@ if __name__ == "__main__":  # python -m unclip_probe.probes.typographic checkpoi
     from pathlib import Path
 
     from ..clip import load_clip
-    from ..pipeline import UnCLIP
+    from unclip_probe.backends import load_stack
     from ..world import SHAPES, render
 
     p = argparse.ArgumentParser(description="Typographic attack probe on a world CLIP")
@@ -156,11 +156,11 @@ if __name__ == "__main__":  # python -m unclip_probe.probes.typographic checkpoi
     p.add_argument("--json", default="benchmarks/results/probe_typographic.json")
     args = p.parse_args()
     t = time.perf_counter()
-    pipe = UnCLIP.from_pretrained(args.folder, device="cpu") if args.decode else None
-    clip = pipe.clip if pipe is not None else load_clip(args.folder)
+    stack = load_stack("world", args.folder, device="cpu") if args.decode else None
+    clip = stack.clip if stack is not None else load_clip(args.folder)
     scenes = uncovered_objects(args.n, args.word)
     res = typographic_attack(clip, [render(s) for s in scenes], list(SHAPES), args.word,
-                             true_labels=[s.objects[0].shape for s in scenes], templates=["a {}"], pipe=pipe,
+                             true_labels=[s.objects[0].shape for s in scenes], templates=["a {}"], stack=stack,
                              n_decode=args.decode)
     seconds = time.perf_counter() - t
     res.figure().savefig(args.figure, dpi=100, bbox_inches="tight")

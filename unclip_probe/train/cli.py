@@ -1,4 +1,4 @@
-"""`unclip-probe train <stage>`: one command per stage, all on the shared trainer (DESIGN.md §5)."""
+"""`unclip-probe train <stage>`: one command per stage, all on the shared trainer (docs/design.md §5)."""
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,4 @@
-"""Device resolution and process-group plumbing for ``torchrun --nproc_per_node N`` (DESIGN.md §5).
+"""Device resolution and process-group plumbing for ``torchrun --nproc_per_node N`` (docs/design.md §5).
 
 Kept apart from the loop so that single-process training never touches
 ``torch.distributed``. Backends: gloo on CPU, nccl on CUDA. Only rank 0

@@ -1,7 +1,7 @@
 """Exponential moving average of a model's weights (the weights every stage ships and samples from).
 
 Diffusion models sample far better from EMA weights than from the raw ones
-(DESIGN.md §5; improved-diffusion, Nichol & Dhariwal 2021). The EMA is a plain
+(docs/design.md §5; improved-diffusion, Nichol & Dhariwal 2021). The EMA is a plain
 deep copy of the module, so it can be evaluated, saved and loaded like any
 model; it never receives gradients.
 """

@@ -7,7 +7,7 @@ tensors file, so a half-written pair is detectable. Before a new pair is written
 the current complete pair is kept as ``<name>.train.prev.*`` (hard link, or a
 copy where links are not possible), so at every instant at least one complete
 pair exists: a run killed mid-write never loses the last good checkpoint
-(DESIGN.md §7).
+(docs/design.md §7).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The one training loop every stage uses (CLIP, priors, decoder, upsampler; DESIGN.md §5).
+"""The one training loop every stage uses (CLIP, priors, decoder, upsampler; docs/design.md §5).
 
 A stage only writes a :class:`Recipe` (model, config, batches, loss); this loop
 owns everything else: AdamW with warmup + cosine, gradient clipping, EMA

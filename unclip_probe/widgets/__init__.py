@@ -1,4 +1,4 @@
-"""ipywidgets front ends for the probes and the pipeline (DESIGN.md §2): thin, no science here."""
+"""ipywidgets front ends for the probes and the pipeline (docs/design.md §2): thin, no science here."""
 from .binding import BindingExplorer
 from .live import Live
 from .manipulations import ManipulationsExplorer

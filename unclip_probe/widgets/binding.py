@@ -14,14 +14,14 @@ class BindingExplorer(W.VBox):
     decoder and (c) the decoder on the true image embedding (same noise), the oracle's verdict, and
     how the CLIP scores the prompt and its colour-swapped twin against both renders."""
 
-    def __init__(self, pipe, seed: int = 0, settings=SETTINGS[:3], steps: int = 10, prior_steps: int = 32):
+    def __init__(self, stack, seed: int = 0, settings=SETTINGS[:3], steps: int = 10, prior_steps: int = 32):
         # Fewer DDIM steps than the probe's defaults (25 / 64) keep a click near 1 s on 2 CPU cores.
-        self.pipe, self.seed, self.settings, self.steps, self.prior_steps = pipe, seed, settings, steps, prior_steps
-        self.pipes = {}  # the other decoders, loaded once
+        self.stack, self.seed, self.settings, self.steps, self.prior_steps = stack, seed, settings, steps, prior_steps
+        self.stacks = {}  # the other decoders, loaded once
         for _, name, _ in settings:
-            if name != "decoder" and name not in self.pipes:
+            if name != "decoder" and name not in self.stacks:
                 try:
-                    self.pipes[name] = pipe.with_decoder(name)
+                    self.stacks[name] = stack.with_decoder(name)
                 except ProbeInputError:
                     pass  # generation_binding lists it as skipped
         colors = list(COLORS)
@@ -47,12 +47,12 @@ class BindingExplorer(W.VBox):
 
     def _update(self) -> None:
         prompt = self.prompt()
-        res = generation_binding(self.pipe, [prompt], seed=self.seed, steps=self.steps, stack_seeds=0,
-                                 settings=self.settings, pipes=self.pipes, prior_steps=self.prior_steps)
+        res = generation_binding(self.stack, [prompt], seed=self.seed, steps=self.steps, stack_seeds=0,
+                                 settings=self.settings, stacks=self.stacks, prior_steps=self.prior_steps)
         self.result = res
         self.image.value = png(strip([imgs[0] for imgs in res.meta["images"].values()], size=64), scale=2)
         verdict = res.table.loc["two-object prompts"][["decoder", "bound", "swapped"]]
-        sims = swap_similarities(self.pipe.clip, prompt)
+        sims = swap_similarities(self.stack.clip, prompt)
         self.table.value = (f"<b>{prompt}</b> — left to right: {', '.join(res.meta['images'])}"
                             + verdict.to_html(float_format=lambda v: f"{v:.0f}")
                             + "<br>CLIP cosine, captions × renders:" + sims.to_html(float_format=lambda v: f"{v:.3f}"))

@@ -1,4 +1,4 @@
-"""What every explorer shares: debounced updates, a status line while sampling, errors shown (DESIGN.md §2).
+"""What every explorer shares: debounced updates, a status line while sampling, errors shown (docs/design.md §2).
 
 Widgets hold no science: each explorer calls the library (pipeline, probes) and
 puts the result on screen. This module keeps the interaction honest:

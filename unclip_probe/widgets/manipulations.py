@@ -3,30 +3,30 @@ from __future__ import annotations
 
 import ipywidgets as W
 
-from ..pipeline import VARIATION_ETA
+from ..manipulations import interpolate, invert, text_diff, variations
 from ..world import WorldConfig, render, sample_scenes
 from .live import Live, png, strip
 
 
 class ManipulationsExplorer(W.Tab):
-    """Three tabs over one pipeline. Variations: the image's inverted x_T (computed once) decoded with
+    """Three tabs over one stack (any: backends/base.py). Variations: the image's inverted x_T (computed once) decoded with
     eta > 0 under new seeds (§3.1). Interpolation: `frames` slerps between two images, decoded once,
     a slider picks one (§3.2). Text diff: slerp towards z_t(dst) - z_t(src) for `thetas`, a slider
     picks theta (§3.3); a checkbox lets the decoder also read the `to` caption. Sliders then only show
     what was sampled: updates are instant.
     """
 
-    def __init__(self, pipe, image_a=None, image_b=None, src: str = "a red circle", dst: str = "a blue circle",
+    def __init__(self, stack, image_a=None, image_b=None, src: str = "a red circle", dst: str = "a blue circle",
                  frames: int = 6, thetas=(0.0, 0.25, 0.5, 0.75, 1.0), steps: int = 25, seed: int = 0,
                  read_dst: bool = False):
         single = WorldConfig(max_objects=1, note_prob=0.0)
         scenes = sample_scenes(2, seed=seed + 5, config=single)
-        self.pipe, self.steps, self.seed = pipe, steps, seed
+        self.stack, self.steps, self.seed = stack, steps, seed
         self.a = image_a if image_a is not None else render(scenes[0])
         self.b = image_b if image_b is not None else render(scenes[1])
         # Variations
-        self.inverted = pipe.invert(self.a, steps=steps)  # (x_T, z_i), once: every variation and text diff starts from it
-        self.eta = W.FloatSlider(value=VARIATION_ETA, min=0.0, max=1.0, step=0.05, description="eta")
+        self.inverted = invert(stack, self.a, steps=steps)  # (x_T, z_i), once: every variation and text diff starts from it
+        self.eta = W.FloatSlider(value=stack.defaults.variations.eta, min=0.0, max=1.0, step=0.05, description="eta")
         self.more = W.Button(description="new variations")
         self.var_image = W.Image(format="png")
         self.var_live = Live(self._variations)
@@ -35,7 +35,7 @@ class ManipulationsExplorer(W.Tab):
         self.more.on_click(self._next_seed)
         var_tab = W.VBox([W.HBox([self.eta, self.more, self.var_live.status]), self.var_image, self.var_live.errors])
         # Interpolation
-        self.frames = pipe.interpolate(self.a, self.b, n=frames, seed=seed, steps=steps)
+        self.frames = interpolate(stack, self.a, self.b, n=frames, seed=seed, steps=steps)
         self.t = W.IntSlider(value=0, min=0, max=frames - 1, description="frame")
         self.interp_image = W.Image(format="png")
         self.interp_live = Live(self._interpolation)
@@ -67,8 +67,8 @@ class ManipulationsExplorer(W.Tab):
         self.var_live.run()
 
     def _variations(self) -> None:
-        imgs = self.pipe.variations(self.a, n=1, eta=self.eta.value, seed=self._var_seed, steps=self.steps,
-                                    inverted=self.inverted)
+        imgs = variations(self.stack, self.a, n=1, eta=self.eta.value, seed=self._var_seed, steps=self.steps,
+                          inverted=self.inverted)
         self.var_image.value = png(strip([self.a] + imgs))
 
     def _interpolation(self) -> None:
@@ -80,7 +80,7 @@ class ManipulationsExplorer(W.Tab):
 
     def _text_diff(self) -> None:
         if self._diff_images is None:
-            self._diff_images = self.pipe.text_diff(self.a, self.src.value, self.dst.value, self.thetas,
-                                                    seed=self.seed, steps=self.steps, inverted=self.inverted,
-                                                    caption=self.dst.value if self.read_dst.value else None)
+            self._diff_images = text_diff(self.stack, self.a, self.src.value, self.dst.value, self.thetas,
+                                          seed=self.seed, steps=self.steps, inverted=self.inverted,
+                                          caption=self.dst.value if self.read_dst.value else None)
         self.diff_image.value = png(strip([self.a, self._diff_images[self.theta.value]]))

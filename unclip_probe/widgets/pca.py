@@ -14,18 +14,18 @@ class PCAExplorer(W.VBox):
     """Slide k: the image's CLIP embedding cut to its first k principal components, decoded with one
     fixed seed, beside the source; the oracle's verdict per attribute below.
 
-    pipe: an UnCLIP. images: PIL images or paths (default: one world scene). PCA is fitted on
+    stack: any stack (backends/base.py). images: PIL images or paths (default: one world scene). PCA is fitted on
     `n_fit` world scenes once, when the explorer is built; decodes are cached per k.
     """
 
-    def __init__(self, pipe, images: Sequence | None = None, n_fit: int = 1000, seed: int = 0,
+    def __init__(self, stack, images: Sequence | None = None, n_fit: int = 1000, seed: int = 0,
                  ks: Sequence[int] | None = None, steps: int = 25):
-        self.pipe, self.seed, self.steps = pipe, seed, steps
+        self.stack, self.seed, self.steps = stack, seed, steps
         self.sources = list(images) if images is not None else [render(s) for s in sample_scenes(1, seed=seed + 1)]
-        D = pipe.clip.embed_dim
+        D = stack.clip.embed_dim
         ks = scaled_ks(D) if ks is None else sorted(ks)
-        self.mean, self.components, self.ratio = fit_world_pca(pipe.clip, n_fit, seed)
-        self.z = pipe.clip.encode_image(self.sources)  # (B, D); errors name `images`
+        self.mean, self.components, self.ratio = fit_world_pca(stack.clip, n_fit, seed)
+        self.z = stack.clip.encode_image(self.sources)  # (B, D); errors name `images`
         self.refs = [SceneSpec.from_scene(detect(im)) for im in self.sources]
         self._cache: dict[int, list] = {}
         self.k = W.SelectionSlider(options=[(str(k), k) for k in ks] + [(f"all ({D})", D)], value=ks[len(ks) // 2],
@@ -42,7 +42,7 @@ class PCAExplorer(W.VBox):
     def decoded(self, k: int) -> list:
         """The decodes (64 px PIL) of every source at k components (cached)."""
         if k not in self._cache:
-            self._cache[k] = self.pipe.decode(at_k(self.z, self.mean, self.components, k), seed=self.seed,
+            self._cache[k] = self.stack.decode(at_k(self.z, self.mean, self.components, k), seed=self.seed,
                                               steps=self.steps)
         return self._cache[k]
 

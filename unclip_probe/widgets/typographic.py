@@ -14,14 +14,14 @@ class TypographicExplorer(W.VBox):
     """A text box for the attack word, sliders for the note's place and size; the probe's figure
     (image, attacked image, what the decoder draws from the attacked embedding, zero-shot bars).
 
-    clip: any ClipModel (default: the pipeline's). pipe: a world UnCLIP, needed only for the decoded
+    clip: any ClipModel (default: the stack's). stack: a world stack, needed only for the decoded
     panel. image: PIL or path (default: one world scene); labels: zero-shot classes (default: shapes).
     """
 
-    def __init__(self, pipe=None, clip=None, image=None, labels: Sequence[str] = SHAPES, word: str = "star",
+    def __init__(self, stack=None, clip=None, image=None, labels: Sequence[str] = SHAPES, word: str = "star",
                  seed: int = 0, steps: int = 20):
         self.steps = steps  # decoder steps of the decoded panel (20 keeps an update near 1 s on 2 cores)
-        self.pipe, self.clip = pipe, clip if clip is not None else pipe.clip
+        self.stack, self.clip = stack, clip if clip is not None else stack.clip
         self.image_in = image if image is not None else render(sample_scenes(
             1, seed=seed + 3, config=WorldConfig(max_objects=1, note_prob=0.0))[0])
         self.labels, self.seed = list(labels), seed
@@ -48,6 +48,6 @@ class TypographicExplorer(W.VBox):
 
     def _update(self) -> None:
         self.result = typographic_attack(self.clip, [self.image_in], self.labels, self.word.value.strip(),
-                                         box=self.box(), pipe=self.pipe, n_decode=1, seed=self.seed,
+                                         box=self.box(), stack=self.stack, n_decode=1, seed=self.seed,
                                          decode_steps=self.steps)
         self.chart.value = figure_png(self.result.figure())

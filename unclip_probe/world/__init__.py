@@ -1,4 +1,4 @@
-"""The shape world: scenes, renderer, captions, prompt parser, oracle, datasets (DESIGN.md §4)."""
+"""The shape world: scenes, renderer, captions, prompt parser, oracle, datasets (docs/design.md §4)."""
 from .spec import (
     BACKGROUNDS, COLORS, NOTE_WORDS, OBJECT_SIZES, POSITIONS, RELATIONS, SHAPES, SIZES, Note, Obj, Scene, WorldConfig,
 )

@@ -1,4 +1,4 @@
-"""Captions: a small grammar with several templates and orderings (DESIGN.md §4).
+"""Captions: a small grammar with several templates and orderings (docs/design.md §4).
 
 Varying the sentence shape keeps the world CLIP's text tower from memorising
 one template; every caption still names every object and the note, so the

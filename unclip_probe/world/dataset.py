@@ -1,4 +1,4 @@
-"""Torch datasets that render the world on the fly (DESIGN.md §4): no dataset files.
+"""Torch datasets that render the world on the fly (docs/design.md §4): no dataset files.
 
 Item `i` of a stream is a pure function of (seed, i), so the stream can be
 split across DataLoader workers and DDP ranks without duplicates, and a

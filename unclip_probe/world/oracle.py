@@ -1,4 +1,4 @@
-"""The oracle: read a scene back from any image, rendered or generated (DESIGN.md §4).
+"""The oracle: read a scene back from any image, rendered or generated (docs/design.md §4).
 
 It works by analysis by synthesis. Every pixel is explained as a blend of the
 background and one palette colour (anti-aliased edges lie on that segment in

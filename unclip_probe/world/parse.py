@@ -1,4 +1,4 @@
-"""Reading a prompt into constraints the oracle can check (DESIGN.md §3, §7).
+"""Reading a prompt into constraints the oracle can check (docs/design.md §3, §7).
 
 `parse_caption` inverts the caption grammar: it returns a `SceneSpec`, the
 objects (with whichever attributes the text names), the relations between them,

@@ -1,4 +1,4 @@
-"""Rendering scenes to pixels (DESIGN.md §4).
+"""Rendering scenes to pixels (docs/design.md §4).
 
 Shapes are drawn once, 8x supersampled, into anti-aliased alpha sprites; a scene
 is then a few numpy blends onto a flat background. That keeps rendering well

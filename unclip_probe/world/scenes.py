@@ -1,4 +1,4 @@
-"""Sampling scenes, deterministically by (seed, index) (DESIGN.md §4).
+"""Sampling scenes, deterministically by (seed, index) (docs/design.md §4).
 
 Scene `i` of stream `seed` depends on nothing else, so any process, worker or
 DDP rank that asks for index i gets byte-identical pixels and captions, and a

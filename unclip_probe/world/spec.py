@@ -1,9 +1,9 @@
-"""The shape world's vocabulary and scene dataclasses (DESIGN.md §4).
+"""The shape world's vocabulary and scene dataclasses (docs/design.md §4).
 
 Everything here is data: names, palettes and the frozen dataclasses that the
 renderer draws, the captioner describes and the oracle reads back. Changing a
 value here changes the world, so every shipped checkpoint would be stale;
-treat these like a committed noise schedule (DESIGN.md §8).
+treat these like a committed noise schedule (docs/design.md §8).
 """
 from __future__ import annotations
 

@@ -1,1 +1,1 @@
-"""Per-stage training recipes for the shared trainer (DESIGN.md §5)."""
+"""Per-stage training recipes for the shared trainer (docs/design.md §5)."""

@@ -1,6 +1,6 @@
 """Recipe: the world CLIP, trained contrastively on rendered scenes and their captions.
 
-Paper mapping (DESIGN.md §1): the paper's CLIP ViT-H/16 at 256 px becomes an
+Paper mapping (docs/design.md §1): the paper's CLIP ViT-H/16 at 256 px becomes an
 open_clip ViT at 64 px with patch 8 and a small text tower over the world's
 word vocabulary. The loss is CLIP's symmetric cross-entropy over the batch
 (Radford et al. 2021), with the learned temperature.
@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ...clip import ClipConfig, build_clip_model
-from ...tokenizer import WorldTokenizer
+from unclip_probe.clip.tokenizer import WorldTokenizer
 from ...world.captions import vocabulary
 from ...world.spec import WorldConfig
 from ..data import BatchRenderer
@@ -108,7 +108,7 @@ class ClipRecipe:
 
     def evaluate(self, model) -> dict:
         from ...clip import ClipModel
-        from ...clip_eval import evaluate_clip
+        from unclip_probe.eval.clip import evaluate_clip
 
         clip = ClipModel(model, self.tokenizer, image_mean=self.config.image_mean, image_std=self.config.image_std,
                          device=next(model.parameters()).device, source="training EMA")

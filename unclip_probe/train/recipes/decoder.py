@@ -13,10 +13,10 @@ from dataclasses import dataclass, replace
 import torch
 
 from ...clip import load_clip
-from ...decode import schedule_of
-from ...diffusion import diffusion_loss
+from ...diffusion import diffusion_loss, schedule_of
 from ...models.configs import DecoderConfig
 from ...checkpoints import init_from_file
+from ...imaging import uint8_to_signed
 from ...models.unet import UNet
 from ...world.spec import WorldConfig
 from ..data import BatchRenderer
@@ -59,7 +59,7 @@ class DecoderRecipe:
     def batch(self, step: int, rank: int, world_size: int, device):
         sl = rank_slice(self.batch_size, rank, world_size)
         imgs, caps, _ = self.renderer.get(step, sl.start, sl.stop)
-        x0 = torch.from_numpy(imgs[32]).float().div(127.5).sub(1.0).to(device)  # (B, 3, 32, 32) in [-1, 1]
+        x0 = uint8_to_signed(imgs[32]).to(device)  # (B, 3, 32, 32) in [-1, 1]
         z, text, mask = self._condition(torch.from_numpy(imgs[64]), caps, device)
         return x0, z, text, mask
 
@@ -81,7 +81,7 @@ class DecoderRecipe:
 
     @torch.no_grad()
     def evaluate(self, model) -> dict:
-        from ...decode_eval import reconstruction_accuracy
+        from unclip_probe.eval.decoder import reconstruction_accuracy
 
         # The text-only decoder has nothing to reconstruct from but the caption.
         return reconstruction_accuracy(model, self.config, self.clip, n=100, steps=25, guidance=3.0,

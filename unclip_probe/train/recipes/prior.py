@@ -14,8 +14,7 @@ import torch
 
 from ...checkpoints import init_from_file
 from ...clip import load_clip, trim_padding
-from ...decode import schedule_of
-from ...diffusion import diffusion_loss
+from ...diffusion import diffusion_loss, schedule_of
 from ...models.configs import PriorConfig
 from ...models.prior import PriorNetConfig, PriorTransformer
 from ...world.spec import WorldConfig

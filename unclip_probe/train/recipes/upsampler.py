@@ -17,10 +17,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ...decode import schedule_of, upsample_base
-from ...diffusion import diffusion_loss
+from ...backends.world.decode import upsample_base
+from ...diffusion import diffusion_loss, schedule_of
 from ...models.configs import UpsamplerConfig
 from ...checkpoints import init_from_file
+from ...imaging import uint8_to_signed
 from ...models.unet import UNet
 from ...world.spec import WorldConfig
 from ..data import BatchRenderer
@@ -68,8 +69,8 @@ class UpsamplerRecipe:
     def batch(self, step: int, rank: int, world_size: int, device):
         sl = rank_slice(self.batch_size, rank, world_size)
         imgs, _, _ = self.renderer.get(step, sl.start, sl.stop)
-        hi = torch.from_numpy(imgs[64]).float().div(127.5).sub(1.0)  # (B, 3, 64, 64)
-        lo = torch.from_numpy(imgs[32]).float().div(127.5).sub(1.0)  # (B, 3, 32, 32)
+        hi = uint8_to_signed(imgs[64])  # (B, 3, 64, 64)
+        lo = uint8_to_signed(imgs[32])  # (B, 3, 32, 32)
         return hi.to(device), lo.to(device)
 
     def loss(self, model, batch, generator):
@@ -91,6 +92,6 @@ class UpsamplerRecipe:
 
     @torch.no_grad()
     def evaluate(self, model) -> dict:
-        from ...upsample_eval import upsampler_quality
+        from unclip_probe.eval.upsampler import upsampler_quality
 
         return upsampler_quality(model, self.config, n=100)

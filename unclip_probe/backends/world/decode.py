@@ -1,6 +1,6 @@
-"""Sampling images from the decoder and the upsampler (paper §2.1), pure functions over networks.
+"""Sampling images from the world decoder and upsampler (paper §2.1), pure functions over networks.
 
-The pipeline (text -> prior -> decode -> upsample) and the decoder's training
+The stack (text -> prior -> decode -> upsample) and the decoder's training
 evaluation both call these; the networks know nothing about sampling.
 """
 from __future__ import annotations
@@ -9,20 +9,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .diffusion import cfg_denoiser, invert_ddim, make_schedule, sample_ddim
-from .errors import bad_input
-from .models.configs import DecoderConfig, DiffusionConfig, UpsamplerConfig
+from unclip_probe.diffusion import cfg_denoiser, invert_ddim, sample_ddim, schedule_of
+from unclip_probe.errors import bad_input
+from unclip_probe.models.configs import DecoderConfig, UpsamplerConfig
 
 # The decoder's classifier-free guidance when it draws from fresh noise (paper §2.1): the one
-# default the pipeline, the CLI, the probes and decode_eval share. decode_eval's sweep (no caption)
-# finds 2 and 3 level on single objects and 2 ahead on pairs; in the pipeline, where the decoder
-# also reads the caption, 3 cost 7.5 points of text -> image on decoder run 8 (model card, stage 2 and
-# "The whole pipeline"); run 9 was trained with 2 fixed and keeps it.
+# default the stack, the CLI, the probes and eval.decoder share. Rule: the guidance that reads
+# best in the pipeline's text -> image figure, where the decoder also reads the caption (model
+# card, "Tuned sampling defaults").
 DECODER_GUIDANCE = 2.0
 
-
-def schedule_of(cfg: DiffusionConfig):
-    return make_schedule(cfg.schedule, cfg.T, zero_terminal_snr=cfg.zero_terminal_snr)
 
 
 def decode_images(unet, cfg: DecoderConfig, clip_emb: Tensor | None, text: Tensor | None, text_mask: Tensor | None,
@@ -98,7 +94,3 @@ def upsample_base(low: Tensor, size: int, mode: str = "bicubic") -> Tensor:
     the upsampler's conditioning image and, for a residual upsampler, what its output is added to."""
     return F.interpolate(low, size=(size, size), mode=mode, align_corners=False).clamp(-1, 1)
 
-
-def to_unit(x: Tensor) -> Tensor:
-    """[-1, 1] -> [0, 1], clamped."""
-    return ((x + 1) / 2).clamp(0, 1)

@@ -1,6 +1,6 @@
 """Oracle-read quality of the whole pipeline and of the paper's manipulations (issue 5).
 
-    python -m unclip_probe.pipeline_eval checkpoints/world --n 200 [--figure notebooks/figures/pipeline.png]
+    python -m unclip_probe.eval.pipeline checkpoints/world --n 200 [--figure notebooks/figures/pipeline.png]
 
 Held-out prompts are captions of scenes from a fresh seed (any (shape, colour)
 pair, the held-out ones included). Every image is the pipeline's 64 px output,
@@ -30,14 +30,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .clip_eval import EVAL_SEED
-from .world import Scene, WorldConfig, caption, detect, render, sample_scenes
+from unclip_probe.eval.common import (FIGURE_SEED, INTERPOLATION_SEED, PAIR_SEED, PAIRS as PAIR, SINGLE_SEED,
+                                      SINGLES as SINGLE, TEXT_DIFF_SEED, VARIATION_SEED)
+from unclip_probe.manipulations import interpolate, text_diff, variations
+from unclip_probe.world import Scene, caption, detect, render, sample_scenes
 
-SINGLE = WorldConfig(max_objects=1, note_prob=0.0)
-PAIR = WorldConfig(min_objects=2, max_objects=2, note_prob=0.0)
 # The text -> image rows' scenes and noise. The batch is part of the seeding (chunk k of a batch
-# draws from seed + its start), so a sweep that repeats a row must use the same three.
-SINGLE_SEED, PAIR_SEED, TEXT_TO_IMAGE_BATCH = EVAL_SEED + 40, EVAL_SEED + 41, 100
+# draws from seed + its start), so a sweep that repeats a row must use the same seeds and batch.
+TEXT_TO_IMAGE_BATCH = 100
 
 
 def drawn(wanted: Sequence, reading: Scene, exact_count: bool) -> bool:
@@ -79,23 +79,24 @@ def manipulation_scenes(m: int) -> dict[str, list]:
     """The held-out scenes every manipulation figure is measured on (pipeline_eval and the sweep):
     m two-object scenes for variations, m pairs of single objects for interpolation, m single
     objects for text diffs."""
-    singles = sample_scenes(2 * m, seed=EVAL_SEED + 43, config=SINGLE)
-    return {"variations": sample_scenes(m, seed=EVAL_SEED + 42, config=PAIR),
+    singles = sample_scenes(2 * m, seed=INTERPOLATION_SEED, config=SINGLE)
+    return {"variations": sample_scenes(m, seed=VARIATION_SEED, config=PAIR),
             "interpolation": list(zip(singles[::2], singles[1::2])),
-            "text_diff": sample_scenes(m, seed=EVAL_SEED + 44, config=SINGLE)}
+            "text_diff": sample_scenes(m, seed=TEXT_DIFF_SEED, config=SINGLE)}
 
 
 @contextmanager
 def inversions_reused(pipe):
-    """Within the block pipe.invert runs once per (image, steps), so a sweep over eta or guidance
+    """Within the block pipe.invert runs once per (images, steps, z), so a sweep over eta or guidance
     decodes one DDIM inversion under every setting (the same x_T a fresh inversion gives)."""
     invert, cache, own = pipe.invert, {}, "invert" in vars(pipe)
 
-    def cached(image, steps: int = 50):
-        arr = np.asarray(image)
-        key = (hashlib.sha1(arr.tobytes()).hexdigest(), arr.shape, steps)
+    def cached(images, *, steps: int | None = None, z=None):
+        arrs = [np.asarray(im) for im in (images if isinstance(images, (list, tuple)) else [images])]
+        key = (tuple(hashlib.sha1(a.tobytes()).hexdigest() for a in arrs), tuple(a.shape for a in arrs), steps,
+               None if z is None else hashlib.sha1(z.cpu().numpy().tobytes()).hexdigest())
         if key not in cache:
-            cache[key] = invert(image, steps=steps)
+            cache[key] = invert(images, steps=steps, z=z)
         return cache[key]
 
     pipe.invert = cached
@@ -115,7 +116,7 @@ def variations_kept(pipe, scenes: list[Scene], n: int = 2, seed: int = 0, **kw) 
     kept, to_src, between = [], [], []
     for k, s in enumerate(scenes):
         src = render(s)
-        vs = pipe.variations(src, n=n, seed=seed + k, **kw)
+        vs = variations(pipe, src, n=n, seed=seed + k, **kw)
         kept.extend(drawn(s.objects, detect(v), exact_count=True) for v in vs)
         to_src.extend(float(np.abs(_pixels(v) - _pixels(src)).mean()) for v in vs)
         between.append(float(np.abs(_pixels(vs[0]) - _pixels(vs[1])).mean()))
@@ -129,7 +130,7 @@ def interpolation_ends(pipe, pairs: list[tuple[Scene, Scene]], n: int = 3, seed:
     """Share of interpolation ends (theta = 0 and 1, x_T fixed) read as their own input's shapes and colours."""
     ends = []
     for k, (a, b) in enumerate(pairs):
-        imgs = pipe.interpolate(render(a), render(b), n=n, seed=seed + k, **kw)
+        imgs = interpolate(pipe, render(a), render(b), n=n, seed=seed + k, **kw)
         ends += [drawn(a.objects, detect(imgs[0]), exact_count=True), drawn(b.objects, detect(imgs[-1]), exact_count=True)]
     return {"ends_reproduce_input": round(float(np.mean(ends)), 4), "n_pairs": len(pairs)}
 
@@ -142,7 +143,7 @@ def text_diff_turns(pipe, scenes: list[Scene], src: str = "a red circle", dst: s
     out = {t: {"circle": [], "blue": [], "blue_circle": []} for t in thetas}
     for k, s in enumerate(scenes):
         red = replace(s, objects=(replace(s.objects[0], shape="circle", color="red"),))
-        imgs = pipe.text_diff(render(red), src, dst, thetas=list(thetas), seed=k, caption=dst if caption_dst else None,
+        imgs = text_diff(pipe, render(red), src, dst, thetas=list(thetas), seed=k, caption=dst if caption_dst else None,
                               **kw)
         for t, im in zip(thetas, imgs):
             objs = detect(im).objects
@@ -173,22 +174,22 @@ def quick_checks(pipe, parts: Sequence[str] = QUICK_CHECKS) -> dict:
     return out
 
 
-def figure(pipe, path: str, seed: int = EVAL_SEED + 60) -> None:
+def figure(pipe, path: str, seed: int = FIGURE_SEED) -> None:
     """One PNG: text -> image for each prior, variations, an interpolation and a text diff (64 px each)."""
     from PIL import Image, ImageDraw
 
     prompts = ["a red circle", "a blue square on the left", "a green triangle above a yellow star",
                "two objects: a purple star and an orange circle"]
     rows: list[tuple[str, list]] = []
-    for kind in pipe.priors:
+    for kind in pipe.prior_kinds:
         rows.append((f"{kind} prior", pipe(prompts, seed=seed, prior=kind)))
     a, b = (render(s) for s in sample_scenes(2, seed=seed, config=PAIR))
-    rows.append(("variations", [a] + pipe.variations(a, n=3, seed=seed)))
-    rows.append(("interpolate", pipe.interpolate(a, b, n=4, seed=seed)))
+    rows.append(("variations", [a] + variations(pipe, a, n=3, seed=seed)))
+    rows.append(("interpolate", interpolate(pipe, a, b, n=4, seed=seed)))
     one = sample_scenes(1, seed=seed + 1, config=SINGLE)[0]
     red = render(replace(one, objects=(replace(one.objects[0], shape="circle", color="red"),)))
-    rows.append(("red -> blue", [red] + pipe.text_diff(red, "a red circle", "a blue circle", thetas=[0.25, 0.5, 0.75],
-                                                       seed=seed)))
+    rows.append(("red -> blue", [red] + text_diff(pipe, red, "a red circle", "a blue circle", thetas=[0.25, 0.5, 0.75],
+                                                     seed=seed)))
     label, cell = 96, 68
     sheet = Image.new("RGB", (label + cell * max(len(r) for _, r in rows), cell * len(rows)), "white")
     draw = ImageDraw.Draw(sheet)
@@ -204,10 +205,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     import json
     import sys
 
-    from .checkpoints import stack_checksums
-    from .decode import DECODER_GUIDANCE
-    from .pipeline import INVERTED_GUIDANCE, TEXT_DIFF_GUIDANCE, VARIATION_ETA, UnCLIP
-    from .prior_sampling import PRIOR_GUIDANCE
+    from unclip_probe.checkpoints import stack_checksums
+    from unclip_probe.backends.world.decode import DECODER_GUIDANCE
+    from unclip_probe.backends.world.stack import INVERTED_GUIDANCE, TEXT_DIFF_GUIDANCE, VARIATION_ETA, UnCLIP
+    from unclip_probe.backends.world.prior_sampling import PRIOR_GUIDANCE
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("folder")
@@ -218,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     p.add_argument("--figure", default=None, help="also write the figure sheet here")
     args = p.parse_args(argv)
     pipe = UnCLIP.from_pretrained(args.folder, device=args.device)
-    out: dict = {"command": "python -m unclip_probe.pipeline_eval " + " ".join(sys.argv[1:] if argv is None else argv),
+    out: dict = {"command": "python -m unclip_probe.eval.pipeline " + " ".join(sys.argv[1:] if argv is None else argv),
                  "checksums": stack_checksums(args.folder),
                  "n": args.n, "n_pair": args.n_pair, "n_manip": args.n_manip,
                  "defaults": f"prior guidance {PRIOR_GUIDANCE['diffusion']:g} (diffusion) / {PRIOR_GUIDANCE['ar']:g} (AR), "

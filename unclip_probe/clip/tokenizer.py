@@ -36,7 +36,7 @@ class WorldTokenizer:
 
     ``tok(texts) -> LongTensor (B, context_length)``: ``[sot, w_1, ..., w_k, eot, 0, ...]``.
     Unknown words and texts longer than the context are errors, never silently
-    dropped or truncated (DESIGN.md §7).
+    dropped or truncated (docs/design.md §7).
     """
 
     def __init__(self, words: Sequence[str], context_length: int) -> None:

@@ -12,14 +12,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .clip import trim_padding
-from .decode import schedule_of
-from .diffusion import cfg_denoiser, sample_ddim
-from .models.configs import PriorConfig
+from unclip_probe.clip import trim_padding
+from unclip_probe.diffusion import cfg_denoiser, sample_ddim, schedule_of
+from unclip_probe.models.configs import PriorConfig
 
 # Classifier-free guidance of each prior when the caller names none (paper §2.2 samples both
-# priors with guidance). The diffusion prior's value comes from benchmarks/prior_sweep.py,
-# which reads the pipeline's images at several guidances (model card, "The whole pipeline").
+# priors with guidance). Rule: the best of a sweep read in the pipeline's images, ties to the
+# lower value (benchmarks/prior_sweep.py; model card, "Tuned sampling defaults").
 PRIOR_GUIDANCE = {"diffusion": 3.0, "ar": 2.0}
 
 

@@ -14,18 +14,23 @@ Names (``T`` = 1 + patches for images, ``L`` = context length for text,
     text.hook_ln_final                    (B, L, W)  per-token features after ln_final
     text.hook_out                         (B, D)     text embedding before normalisation
 
-A hook function is ``fn(tensor, name) -> Tensor | None``; a returned tensor (same
-shape) replaces the activation. Replacing an attention pattern recomputes that
-attention's output from the new pattern, so pattern patching takes effect too.
+A hook function follows TransformerLens' convention (docs/design.md §8): it is called
+``fn(tensor, hook=point)``, where ``point`` (a :class:`Point`) carries the hook name as
+``point.name``, so ``def fn(activation, hook): ... hook.name`` works unchanged. It returns
+None to keep the activation or a tensor of the same shape to replace it. Replacing an
+attention pattern recomputes that attention's output from the new pattern, so pattern
+patching takes effect too. ``ClipModel.run_with_cache(..., names_filter=...)`` takes a
+name, a list of names or a predicate ``name -> bool``, like TransformerLens' ``names_filter``.
 open_clip 3.3 builds its transformers with ``batch_first=True``; non-batch-first
 attention modules (older open_clip) are handled by transposing here.
 """
 from __future__ import annotations
 
+import inspect
 import math
 from contextlib import contextmanager
 from difflib import get_close_matches
-from typing import Callable, Iterator, NamedTuple, Sequence
+from typing import Callable, Iterator, NamedTuple, Protocol, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -33,16 +38,25 @@ from torch import Tensor, nn
 
 from unclip_probe.errors import bad_input
 
-HookFn = Callable[[Tensor, str], "Tensor | None"]
-
 
 class HookPoint(nn.Identity):
     """An identity module placed where no open_clip module's output is the activation."""
 
 
-class _Spec(NamedTuple):
-    module: nn.Module
+class Point(NamedTuple):
+    """A named hook point; what a hook function receives as ``hook`` (docs/design.md §8)."""
+    name: str  # e.g. "visual.blocks.0.attn.hook_pattern"
+    module: nn.Module  # where it attaches
     kind: str  # "pre": the module's first input; "post": its output; "pattern": attention probs
+
+
+class HookFn(Protocol):
+    """``fn(tensor, hook=point) -> Tensor | None`` (TransformerLens' convention)."""
+    def __call__(self, tensor: Tensor, *, hook: Point) -> Tensor | None: ...
+
+
+# TransformerLens' names_filter: a hook name, a list of names, or a predicate name -> bool (None: all)
+NamesFilter = Union[str, Sequence[str], Callable[[str], bool], None]
 
 
 def _text_parts(model: nn.Module) -> tuple[nn.Module | None, nn.Module | None]:
@@ -55,32 +69,38 @@ def _text_parts(model: nn.Module) -> tuple[nn.Module | None, nn.Module | None]:
     return None, None  # e.g. a Hugging Face text tower: only text.hook_out is available
 
 
-def _tower_points(prefix: str, transformer: nn.Module) -> dict[str, _Spec]:
-    out = {f"{prefix}.hook_embed": _Spec(transformer, "pre")}
+def _tower_points(prefix: str, transformer: nn.Module) -> dict[str, Point]:
+    out = {}
+
+    def add(name: str, module: nn.Module, kind: str) -> None:
+        out[name] = Point(name, module, kind)
+    add(f"{prefix}.hook_embed", transformer, "pre")
     for i, block in enumerate(getattr(transformer, "resblocks", [])):
         p = f"{prefix}.blocks.{i}"
-        out[f"{p}.hook_resid_pre"] = _Spec(block, "pre")
+        add(f"{p}.hook_resid_pre", block, "pre")
         if isinstance(getattr(block, "attn", None), nn.MultiheadAttention):
-            out[f"{p}.attn.hook_pattern"] = _Spec(block.attn, "pattern")
+            add(f"{p}.attn.hook_pattern", block.attn, "pattern")
         if hasattr(block, "ls_1") and hasattr(block, "ls_2"):  # LayerScale or Identity, one per block
-            out[f"{p}.hook_attn_out"] = _Spec(block.ls_1, "post")
-            out[f"{p}.hook_mlp_out"] = _Spec(block.ls_2, "post")
-        out[f"{p}.hook_resid_post"] = _Spec(block, "post")
+            add(f"{p}.hook_attn_out", block.ls_1, "post")
+            add(f"{p}.hook_mlp_out", block.ls_2, "post")
+        add(f"{p}.hook_resid_post", block, "post")
     return out
 
 
-def hook_points(model: nn.Module, text_out: nn.Module) -> dict[str, _Spec]:
-    """All hook names of ``model`` (an open_clip CLIP) mapped to where they attach."""
-    points: dict[str, _Spec] = {}
+def hook_points(model: nn.Module, text_out: nn.Module) -> dict[str, Point]:
+    """All hook names of ``model`` (an open_clip CLIP) mapped to their :class:`Point`.
+
+    Walks the module tree; ClipModel builds this once and keeps it (modules move in place)."""
+    points: dict[str, Point] = {}
     vis_tf = getattr(model.visual, "transformer", None)
     if vis_tf is not None:
         points.update(_tower_points("visual", vis_tf))
-    points["visual.hook_out"] = _Spec(model.visual, "post")
+    points["visual.hook_out"] = Point("visual.hook_out", model.visual, "post")
     txt_tf, ln_final = _text_parts(model)
     if txt_tf is not None:
         points.update(_tower_points("text", txt_tf))
-        points["text.hook_ln_final"] = _Spec(ln_final, "post")
-    points["text.hook_out"] = _Spec(text_out, "post")
+        points["text.hook_ln_final"] = Point("text.hook_ln_final", ln_final, "post")
+    points["text.hook_out"] = Point("text.hook_out", text_out, "post")
     return points
 
 
@@ -91,6 +111,38 @@ def check_names(names: Sequence[str], known: Sequence[str], argument: str) -> No
             close = get_close_matches(str(name), known, n=3, cutoff=0.5)
             hint = f"; close matches: {', '.join(close)}" if close else ""
             raise bad_input(argument, f"unknown hook name {name!r}{hint} (see ClipModel.hook_names())")
+
+
+def select_names(names_filter: object, known: Sequence[str], towers: Sequence[str]) -> list[str]:
+    """Resolve TransformerLens' ``names_filter`` against the hook names ``known``.
+
+    None: every name of ``towers`` (prefixes such as ``"visual."``); a name or a list of names:
+    those, each checked; a predicate ``name -> bool``: the names of ``towers`` it accepts, at least
+    one. Errors name ``names_filter`` (docs/design.md §8)."""
+    towers = tuple(towers)
+    running = [n for n in known if n.startswith(towers)]
+    if names_filter is None:
+        return running
+    if callable(names_filter):
+        chosen = [n for n in running if names_filter(n)]
+        if not chosen:
+            raise bad_input("names_filter", f"the predicate selected no hook name of the towers that run "
+                                            f"({', '.join(t.rstrip('.') for t in towers)}); see "
+                                            f"ClipModel.hook_names()")
+        return chosen
+    if isinstance(names_filter, str):
+        names = [names_filter]
+    elif isinstance(names_filter, (list, tuple, set, frozenset)):
+        names = list(names_filter)
+    else:
+        raise bad_input("names_filter", f"got {type(names_filter).__name__}, expected a hook name, a list "
+                                        f"of names or a predicate name -> bool")
+    check_names(names, known, "names_filter")
+    idle = [n for n in names if not n.startswith(towers)]
+    if idle:
+        raise bad_input("names_filter", f"{idle[0]!r} belongs to a tower that does not run; pass "
+                                        f"{'images' if idle[0].startswith('visual.') else 'texts'} too")
+    return names
 
 
 # ----------------------------------------------------------------------------- attention
@@ -160,32 +212,46 @@ def _checked(name: str, old: Tensor, new: object) -> Tensor | None:
     return new
 
 
-def _register(spec: _Spec, name: str, fn: HookFn) -> torch.utils.hooks.RemovableHandle:
-    if spec.kind == "pre":
+def _register(point: Point, fn: HookFn) -> torch.utils.hooks.RemovableHandle:
+    name = point.name
+    if point.kind == "pre":
         def pre(module: nn.Module, args: tuple):
-            new = _checked(name, args[0], fn(args[0], name))
+            new = _checked(name, args[0], fn(args[0], hook=point))
             return None if new is None else (new, *args[1:])
-        return spec.module.register_forward_pre_hook(pre)
+        return point.module.register_forward_pre_hook(pre)
 
-    if spec.kind == "post":
+    if point.kind == "post":
         def post(module: nn.Module, args: tuple, output: Tensor):
-            return _checked(name, output, fn(output, name))
-        return spec.module.register_forward_hook(post)
+            return _checked(name, output, fn(output, hook=point))
+        return point.module.register_forward_hook(post)
 
     def pattern(module: nn.MultiheadAttention, args: tuple, kwargs: dict, output: tuple):
         a = _mha_args(args, kwargs)
         probs = attention_pattern(module, a["query"], a["key"], a.get("attn_mask"), a.get("key_padding_mask"))
-        new = _checked(name, probs, fn(probs, name))
+        new = _checked(name, probs, fn(probs, hook=point))
         if new is None:
             return None
         return _attend(module, new, a["value"]), None  # weights were not requested (need_weights=False)
-    return spec.module.register_forward_hook(pattern, with_kwargs=True)
+    return point.module.register_forward_hook(pattern, with_kwargs=True)
+
+
+def _takes_hook_keyword(fn: object) -> bool:
+    """Whether ``fn(tensor, hook=point)`` binds; True when the signature cannot be read."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return True
+    try:
+        sig.bind(None, hook=None)
+    except TypeError:
+        return False
+    return True
 
 
 @contextmanager
-def hooks(points: dict[str, _Spec], pairs: Sequence[tuple[str, HookFn]]) -> Iterator[None]:
-    """Attach ``(name, fn)`` pairs for the duration of the block; every handle is removed on exit,
-    also when the block (or a hook) raises."""
+def hooks(points: dict[str, Point], pairs: Sequence[tuple[str, HookFn]]) -> Iterator[None]:
+    """Attach ``(name, fn)`` pairs for the duration of the block, each called ``fn(tensor, hook=point)``;
+    every handle is removed on exit, also when the block (or a hook) raises."""
     if isinstance(pairs, tuple) and len(pairs) == 2 and isinstance(pairs[0], str):
         pairs = [pairs]  # a single (name, fn) pair
     try:
@@ -196,10 +262,13 @@ def hooks(points: dict[str, _Spec], pairs: Sequence[tuple[str, HookFn]]) -> Iter
     for n, f in pairs:
         if not callable(f):
             raise bad_input("hooks", f"the function for {n!r} is a {type(f).__name__}, expected a callable")
+        if not _takes_hook_keyword(f):
+            raise bad_input("hooks", f"the function for {n!r} cannot be called fn(tensor, hook=point); hooks "
+                                     f"follow TransformerLens' convention, e.g. def fn(activation, hook): ...")
     handles = []
     try:
         for n, f in pairs:
-            handles.append(_register(points[n], n, f))
+            handles.append(_register(points[n], f))
         yield
     finally:
         for h in handles:
@@ -208,6 +277,6 @@ def hooks(points: dict[str, _Spec], pairs: Sequence[tuple[str, HookFn]]) -> Iter
 
 def caching_pairs(names: Sequence[str], cache: dict[str, Tensor]) -> list[tuple[str, HookFn]]:
     """Hook pairs that store a detached copy of each named activation in ``cache``."""
-    def store(t: Tensor, name: str) -> None:
-        cache[name] = t.detach()
+    def store(t: Tensor, hook: Point) -> None:
+        cache[hook.name] = t.detach()
     return [(n, store) for n in names]

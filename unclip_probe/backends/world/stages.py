@@ -1,4 +1,4 @@
-"""Loading the diffusion stages of a world stack (DESIGN.md §5).
+"""Loading the diffusion stages of a world stack (docs/design.md §5).
 
 Each stage is `<name>.safetensors` + `<name>.json` in the stack folder. Loading
 validates the config, names the file and the tensors when shapes disagree, and
@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .checkpoints import file_checksum, load_config, load_state_into, load_weights, require_files
-from .errors import bad_input
-from .models.configs import DecoderConfig, UpsamplerConfig
-from .models.unet import UNet
+from unclip_probe.checkpoints import file_checksum, load_config, load_state_into, load_weights, require_files
+from unclip_probe.errors import bad_input
+from unclip_probe.models.configs import DecoderConfig, UpsamplerConfig
+from unclip_probe.models.unet import UNet
 
 
 def load_unet_stage(folder: str | Path, name: str, cls, *, clip_checksum: str | None = None, device="cpu",

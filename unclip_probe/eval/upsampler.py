@@ -1,6 +1,6 @@
 """Upsampler quality on true 32 px renders (issue 4).
 
-    python -m unclip_probe.upsample_eval checkpoints/world --n 300
+    python -m unclip_probe.eval.upsampler checkpoints/world --n 300
 
 Oracle agreement: the oracle's reading of the 64 px output equals its reading of
 the 32 px input (every object's shape, colour, size, cell; the count). PSNR of
@@ -13,26 +13,21 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .clip_eval import EVAL_SEED
-from .decode import to_unit, upsample_base, upsample_images
-from .world import detect, render, sample_scenes
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB of two images in [0, 1]."""
-    mse = float(((a - b) ** 2).mean())
-    return 10 * np.log10(1.0 / max(mse, 1e-12))
+from unclip_probe.backends.world.decode import upsample_base, upsample_images
+from unclip_probe.eval.common import UPSAMPLER_SEED, psnr
+from unclip_probe.imaging import pil_to_signed, to_unit
+from unclip_probe.world import detect, render, sample_scenes
 
 
 @torch.no_grad()
-def upsampler_quality(unet, cfg, n: int = 300, steps: int = 10, seed: int = EVAL_SEED + 20, batch: int = 50) -> dict:
+def upsampler_quality(unet, cfg, n: int = 300, steps: int = 10, seed: int = UPSAMPLER_SEED, batch: int = 50) -> dict:
     unet.eval()
     scenes = sample_scenes(n, seed=seed)
     agree, p_model, p_bicubic, p_base = [], [], [], []
     for i in range(0, n, batch):
         chunk = scenes[i:i + batch]
         lows = [render(s, 32) for s in chunk]
-        low = torch.stack([torch.from_numpy(np.array(im)).permute(2, 0, 1) for im in lows]).float() / 127.5 - 1
+        low = pil_to_signed(lows)  # (B, 3, 32, 32)
         x_T = torch.randn(len(chunk), 3, 64, 64, generator=torch.Generator().manual_seed(seed + i))
         hi = to_unit(upsample_images(unet, cfg, low, x_T=x_T, steps=steps)).permute(0, 2, 3, 1).numpy()
         # the residual upsampler's base: what it adds detail to
@@ -55,8 +50,8 @@ if __name__ == "__main__":
     import sys
     from pathlib import Path
 
-    from .checkpoints import file_checksum
-    from .stages import load_upsampler
+    from unclip_probe.checkpoints import file_checksum
+    from unclip_probe.backends.world.stages import load_upsampler
 
     p = argparse.ArgumentParser()
     p.add_argument("folder")
@@ -65,6 +60,6 @@ if __name__ == "__main__":
     args = p.parse_args()
     unet, cfg = load_upsampler(args.folder)
     out = upsampler_quality(unet, cfg, args.n, args.steps)
-    out.update(command="python -m unclip_probe.upsample_eval " + " ".join(sys.argv[1:]),
+    out.update(command="python -m unclip_probe.eval.upsampler " + " ".join(sys.argv[1:]),
                weights_checksum=file_checksum(Path(args.folder) / "upsampler.safetensors"))
     print(json.dumps(out, indent=2))

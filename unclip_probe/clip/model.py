@@ -3,10 +3,10 @@
 A world checkpoint folder holds ``clip.safetensors`` (the open_clip module's
 state_dict, keys exactly as open_clip names them) and ``clip.json`` (a
 :class:`ClipConfig`). Nothing here ever downloads: pretrained tags are looked
-up in the local cache only (DESIGN.md: no machine this runs on has a network).
+up in the local cache only (docs/design.md: no machine this runs on has a network).
 
 Public: ClipConfig, build_clip_model, save_clip, load_clip, resolve_device, ClipModel.
-Hook points live in :mod:`unclip_probe.clip_hooks`.
+Hook points live in :mod:`unclip_probe.clip.hooks`.
 """
 from __future__ import annotations
 
@@ -34,10 +34,10 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor, nn
 
 from unclip_probe import checkpoints as ckpt
-from unclip_probe import clip_hooks
+from unclip_probe.clip import hooks as clip_hooks
 from unclip_probe.device import resolve_device  # noqa: F401  (re-exported)
 from unclip_probe.errors import ProbeInputError, bad_input
-from unclip_probe.tokenizer import WorldTokenizer
+from unclip_probe.clip.tokenizer import WorldTokenizer
 
 ImageInput = Union[Image.Image, str, os.PathLike, Tensor, Sequence[Union[Image.Image, str, os.PathLike]]]
 WEIGHTS, CONFIG = "clip.safetensors", "clip.json"
@@ -370,7 +370,7 @@ class ClipModel:
         the per-token features (B, L, W) and their mask (B, L); the prior and decoder need all three."""
         tokens = self.tokenize(texts)
         cache: dict[str, Tensor] = {}
-        if "text.hook_ln_final" not in self.hook_names():
+        if "text.hook_ln_final" not in self._points():
             raise bad_input("texts", f"per-token features are not available for {self.source}")
         with _eval(self.model), self.hooks(clip_hooks.caching_pairs(["text.hook_ln_final"], cache)):
             z = self._text(tokens)
@@ -465,37 +465,39 @@ class ClipModel:
         return table
 
     # ---------------------------------------------------------------- hooks
-    def _points(self) -> dict:
-        return clip_hooks.hook_points(self.model, self._text_out)
+    def _points(self) -> dict[str, clip_hooks.Point]:
+        """name -> Point, built on first use and kept: ``to()`` moves modules in place, so the map
+        stays valid; it is rebuilt only if ``self.model`` is replaced (docs/design.md §8)."""
+        cached = self.__dict__.get("_hook_points")
+        if cached is None or cached[0] is not self.model:
+            cached = (self.model, clip_hooks.hook_points(self.model, self._text_out))
+            self._hook_points = cached
+        return cached[1]
 
     def hook_names(self) -> list[str]:
-        """Every hook name of this model (see unclip_probe.clip_hooks for names and shapes)."""
+        """Every hook name of this model (see unclip_probe.clip.hooks for names and shapes)."""
         return list(self._points())
 
     def hooks(self, pairs: Sequence[tuple[str, clip_hooks.HookFn]]):
-        """``with clip.hooks([(name, fn)]):`` attach hooks; ``fn(tensor, name)`` may return a
-        replacement. Every handle is removed on exit, also on exceptions."""
+        """``with clip.hooks([(name, fn)]):`` attach hooks, each called ``fn(tensor, hook=point)``
+        with ``point.name`` the hook name (TransformerLens' convention, docs/design.md §8); it may
+        return a replacement of the same shape. Every handle is removed on exit, also on exceptions."""
         return clip_hooks.hooks(self._points(), pairs)
 
-    def run_with_cache(self, images: ImageInput | None = None, texts: str | Sequence[str] | None = None,
-                       names: Sequence[str] | None = None) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    def run_with_cache(self, images: ImageInput | None = None, texts: str | Sequence[str] | None = None, *,
+                       names_filter: clip_hooks.NamesFilter = None,
+                       ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         """Encode ``images`` and/or ``texts`` caching activations -> (outputs, cache).
 
         outputs: ``image_embeds`` (B_img, D), ``text_embeds`` (B_txt, D), ``logits`` (B_img, B_txt)
-        (those that apply); cache: name -> detached activation. ``names=None`` caches every
-        hook of the towers that ran."""
+        (those that apply); cache: name -> detached activation. ``names_filter`` is TransformerLens'
+        (docs/design.md §8): None caches every hook of the towers that run; a name or a list of
+        names caches those (each must exist and belong to a tower that runs); a predicate
+        ``name -> bool`` caches the names of the running towers it accepts (at least one)."""
         if images is None and texts is None:
             raise bad_input("images", "run_with_cache needs images, texts or both")
-        known = self.hook_names()
         towers = [t for t, given in (("visual.", images), ("text.", texts)) if given is not None]
-        if names is None:
-            names = [n for n in known if n.startswith(tuple(towers))]
-        names = [names] if isinstance(names, str) else list(names)
-        clip_hooks.check_names(names, known, "names")
-        idle = [n for n in names if not n.startswith(tuple(towers))]
-        if idle:
-            raise bad_input("names", f"{idle[0]!r} belongs to a tower that does not run; pass "
-                                     f"{'images' if idle[0].startswith('visual.') else 'texts'} too")
+        names = clip_hooks.select_names(names_filter, self.hook_names(), towers)
         cache: dict[str, Tensor] = {}
         out: dict[str, Tensor] = {}
         with self.hooks(clip_hooks.caching_pairs(names, cache)):

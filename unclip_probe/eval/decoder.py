@@ -1,6 +1,6 @@
 """Oracle-read quality of the decoder: reconstructions from true CLIP image embeddings (issue 4).
 
-    python -m unclip_probe.decode_eval checkpoints/world --n 500
+    python -m unclip_probe.eval.decoder checkpoints/world --n 500
 
 Scenes come from a fresh seed. Each is rendered at 64 px, embedded by the world
 CLIP, decoded at 32 px from one fixed noise per scene, and read by the oracle.
@@ -14,17 +14,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .clip_eval import EVAL_SEED
-from .decode import DECODER_GUIDANCE, decode_images, to_unit
-from .world import WorldConfig, detect, render, sample_scenes
-from .world.parse import SceneSpec
-from .world.spec import cell_of
+from unclip_probe.backends.world.decode import DECODER_GUIDANCE, decode_images
+from unclip_probe.eval.common import INVERSION_SEED, PAIRS, RECONSTRUCTION_SEED, SINGLES, psnr
+from unclip_probe.imaging import pil_to_signed, to_unit
+from unclip_probe.world import detect, render, sample_scenes
+from unclip_probe.world.parse import SceneSpec
+from unclip_probe.world.spec import cell_of
 
-# The scenes and noise every decoder run was compared on (pairs use RECONSTRUCTION_SEED + 1);
+# Every decoder run is compared on RECONSTRUCTION_SEED's scenes and noise (pairs: + 1);
 # `--seed` draws others, which chose nothing, for an out-of-sample check.
-RECONSTRUCTION_SEED = EVAL_SEED + 10
-SINGLES = WorldConfig(max_objects=1, note_prob=0.0)
-PAIRS = WorldConfig(min_objects=2, max_objects=2, note_prob=0.0)
 # The decoder integration test's quick check (tests/integration/test_world_decoder.py): the first 40 of
 # those scenes at 20 steps; `python benchmarks/integration_floor_figures.py` prints its figures.
 QUICK_N, QUICK_STEPS = 40, 20
@@ -33,7 +31,7 @@ QUICK_N, QUICK_STEPS = 40, 20
 def decode_scenes(unet, cfg, clip, scenes, *, steps, guidance, with_caption, seed, batch=50) -> list:
     """32 px decodes in [0, 1] (3, S, S) of scenes from their CLIP image embeddings (captions masked out
     unless with_caption); the noise of chunk i is drawn from seed + i, so a seed fixes every image."""
-    from .world import caption
+    from unclip_probe.world import caption
 
     out = []
     for i in range(0, len(scenes), batch):
@@ -99,14 +97,13 @@ def reconstruction_accuracy(unet, cfg, clip, n: int = 500, steps: int = 25, guid
 
 
 @torch.no_grad()
-def inversion_psnr(unet, cfg, clip, n: int = 100, steps: int = 50, seed: int = EVAL_SEED + 30) -> dict:
+def inversion_psnr(unet, cfg, clip, n: int = 100, steps: int = 50, seed: int = INVERSION_SEED) -> dict:
     """DDIM inversion round trip on 32 px world renders: invert under the image's own CLIP
     embedding (no caption), sample back with eta = 0 and the same steps; PSNR in dB."""
-    from .decode import invert_images
-    from .upsample_eval import psnr
+    from unclip_probe.backends.world.decode import invert_images
 
     scenes = sample_scenes(n, seed=seed)
-    x0 = torch.stack([torch.from_numpy(np.array(render(s, 32))).permute(2, 0, 1) for s in scenes]).float() / 127.5 - 1
+    x0 = pil_to_signed([render(s, 32) for s in scenes])  # (n, 3, 32, 32)
     z = clip.encode_image([render(s) for s in scenes]) if cfg.unet.clip_dim else None
     empty_t = torch.zeros(n, 1, cfg.unet.text_dim)
     empty_m = torch.zeros(n, 1, dtype=torch.bool)
@@ -123,9 +120,9 @@ if __name__ == "__main__":
     import sys
     from pathlib import Path
 
-    from .checkpoints import file_checksum
-    from .clip import load_clip
-    from .stages import load_decoder
+    from unclip_probe.checkpoints import file_checksum
+    from unclip_probe.clip import load_clip
+    from unclip_probe.backends.world.stages import load_decoder
 
     p = argparse.ArgumentParser()
     p.add_argument("folder")
@@ -142,7 +139,7 @@ if __name__ == "__main__":
     unet, cfg = load_decoder(args.folder, args.name)
     clip = load_clip(args.folder)
     out = {"n": args.n, "steps": args.steps, "with_caption": args.with_caption,
-           "command": "python -m unclip_probe.decode_eval " + " ".join(sys.argv[1:]),
+           "command": "python -m unclip_probe.eval.decoder " + " ".join(sys.argv[1:]),
            "weights_checksum": file_checksum(Path(args.folder) / f"{args.name}.safetensors"),
            "clip_checksum": clip.checksum, "seed": args.seed}
     for gs in args.guidance:

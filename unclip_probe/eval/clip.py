@@ -10,10 +10,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .world import COLORS, NOTE_WORDS, OBJECT_SIZES, SHAPES, Obj, Scene, WorldConfig, caption, render, sample_scenes
-from .world.spec import POSITIONS
+from unclip_probe.world import COLORS, NOTE_WORDS, OBJECT_SIZES, SHAPES, Obj, Scene, WorldConfig, caption, render, sample_scenes
+from unclip_probe.eval.common import EVAL_SEED
+from unclip_probe.world.spec import POSITIONS
 
-EVAL_SEED = 777_000  # a stream no training run draws from (training uses seeds 0..)
 
 
 @torch.no_grad()
@@ -167,11 +167,11 @@ def evaluate_clip(clip, n: int = 2000) -> dict[str, float]:
     return {k: round(v, 4) for k, v in out.items()}
 
 
-if __name__ == "__main__":  # python -m unclip_probe.clip_eval checkpoints/world --n 2000
+if __name__ == "__main__":  # python -m unclip_probe.eval.clip checkpoints/world --n 2000
     import argparse
     import json
 
-    from .clip import load_clip
+    from unclip_probe.clip import load_clip
 
     p = argparse.ArgumentParser(description="Model-card figures of a world CLIP.")
     p.add_argument("folder")

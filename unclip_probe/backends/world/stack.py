@@ -1,0 +1,290 @@
+"""UnCLIP: the world stack (docs/design.md §1), text -> CLIP image embedding -> 32 px -> 64 px.
+
+The path from prompt to pixels, one method per stage:
+
+    z_t, tokens  = CLIP text encoder(prompts)             (clip.encode_text / encode_text_tokens)
+    z_i          = prior(z_t, tokens)                      (paper §2.2; diffusion or AR)
+    x_32         = decoder(z_i, tokens)                    (paper §2.1; DDIM, classifier-free guidance)
+    x_64         = upsampler(x_32)                         (paper §2.1; conv-only, DDIM)
+
+It implements the stack protocol (``backends/base.py``); the paper's manipulations
+(§3) are functions over that protocol in ``unclip_probe.manipulations``. Same seed on
+the same device gives the same images.
+"""
+from __future__ import annotations
+
+import copy
+import functools
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+
+from unclip_probe.backends.base import (PRIOR_KINDS, Sampling, StackDefaults, check_embeddings, check_prompts,
+                                        missing)
+from unclip_probe.backends.world.decode import DECODER_GUIDANCE, decode_images, invert_images, upsample_images
+from unclip_probe.backends.world.prior_sampling import PRIOR_GUIDANCE
+from unclip_probe.backends.world.stages import load_decoder, load_unet_stage, load_upsampler
+from unclip_probe.checkpoints import stack_checksums
+from unclip_probe.clip import ClipModel, load_clip
+from unclip_probe.device import autocast, resolve_device, resolve_dtype
+from unclip_probe.errors import bad_input, one_of
+from unclip_probe.imaging import pil_to_signed, signed_to_pil
+from unclip_probe.world.oracle import as_rgb_image
+
+# The world stack's defaults, each measured on the shipped weights (model card, "Tuned sampling
+# defaults"). The rules: fresh-noise decodes and the priors use the guidance that read best in
+# the pipeline's text -> image sweep; a decode from a DDIM-inverted x_T runs unguided, because the
+# inversion ran the unguided conditional decoder and only an unguided decode retraces it; variation
+# eta is the largest that keeps the source's oracle reading in >= 80 % of scenes; a text diff
+# needs a little guidance to move the embedding away from the image's own.
+INVERTED_GUIDANCE = 1.0
+VARIATION_ETA = 0.1
+TEXT_DIFF_GUIDANCE = 1.5
+WORLD_DEFAULTS = StackDefaults(
+    decode=Sampling(guidance=DECODER_GUIDANCE, steps=25),
+    prior=Sampling(guidance=PRIOR_GUIDANCE["diffusion"], steps=64),
+    ar_prior=Sampling(guidance=PRIOR_GUIDANCE["ar"], steps=0),
+    inversion=Sampling(guidance=INVERTED_GUIDANCE, steps=50),
+    variations=Sampling(guidance=INVERTED_GUIDANCE, steps=50, eta=VARIATION_ETA),
+    interpolation=Sampling(guidance=INVERTED_GUIDANCE, steps=25),  # fixed noise: decode.guidance
+    text_diff=Sampling(guidance=TEXT_DIFF_GUIDANCE, steps=50),
+    upsample_steps=10,
+)
+
+
+def _sampling(method):
+    """No autograd, and the pipeline's autocast dtype, around a sampling method."""
+    @functools.wraps(method)
+    def wrapped(self, *args, **kwargs):
+        with torch.no_grad(), autocast(self.device, self.amp_dtype):
+            return method(self, *args, **kwargs)
+    return wrapped
+
+
+class UnCLIP:
+    """The world stack: CLIP, priors, decoder, upsampler (each optional but the CLIP and decoder)."""
+
+    name = "world"
+    defaults = WORLD_DEFAULTS
+
+    def __init__(self, clip: ClipModel, decoder, decoder_cfg, upsampler=None, upsampler_cfg=None, priors=None,
+                 device: torch.device | None = None, amp_dtype: torch.dtype | None = None):
+        self.clip, self.decoder, self.decoder_cfg = clip, decoder, decoder_cfg
+        self.upsampler, self.upsampler_cfg = upsampler, upsampler_cfg
+        self.priors = priors or {}  # kind -> (network, config)
+        self.device = device or clip.device
+        self.amp_dtype = amp_dtype  # autocast dtype while sampling; None = fp32
+        self.folder: Path | None = None  # the checkpoint folder, when loaded from one (with_decoder reads it)
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, device: str = "auto", dtype: str = "auto",
+                        compile: bool = False) -> "UnCLIP":
+        """Load a world stack. device "auto": CUDA when present, else CPU. dtype "auto": bf16 (else
+        fp16) autocast on CUDA, fp32 on the CPU. On CUDA the U-Nets run channels_last; ``compile``
+        wraps decoder and upsampler in torch.compile (slow first call, faster after)."""
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise bad_input("folder", f"{str(folder)!r} is not a checkpoint folder")
+        dev = resolve_device(device)
+        amp = resolve_dtype(dtype, dev)
+        clip = load_clip(folder, device=dev)
+        decoder, dcfg = load_decoder(folder, clip_checksum=clip.checksum, device=dev)
+        up = load_upsampler(folder, device=dev) if (folder / "upsampler.json").is_file() else (None, None)
+        priors = {}
+        if (folder / "prior.json").is_file():
+            from unclip_probe.models.configs import PriorConfig
+            from unclip_probe.models.prior import PriorTransformer
+
+            priors["diffusion"] = load_unet_stage(folder, "prior", PriorConfig, clip_checksum=clip.checksum, device=dev,
+                                                  build=lambda c: PriorTransformer(c.net))
+        if (folder / "ar_prior.json").is_file():
+            from unclip_probe.models.ar_prior import ARPrior, ARPriorConfig
+
+            priors["ar"] = load_unet_stage(folder, "ar_prior", ARPriorConfig, clip_checksum=clip.checksum, device=dev,
+                                           build=ARPrior)
+        upsampler = up[0]
+        if dev.type == "cuda":  # tensor-core convolutions want NHWC
+            decoder = decoder.to(memory_format=torch.channels_last)
+            upsampler = upsampler.to(memory_format=torch.channels_last) if upsampler is not None else None
+        if compile:
+            decoder = torch.compile(decoder)
+            upsampler = torch.compile(upsampler) if upsampler is not None else None
+        pipe = cls(clip, decoder, dcfg, upsampler, up[1], priors, dev, amp)
+        pipe.folder = folder
+        return pipe
+
+    def with_decoder(self, name: str) -> "UnCLIP":
+        """This stack with another decoder from its folder, e.g. ``"decoder_text"`` (the text-only
+        GLIDE analogue) or ``"decoder_twin"``; CLIP, priors and upsampler are shared, not copied."""
+        if self.folder is None or not (self.folder / f"{name}.json").is_file():
+            where = "this pipeline was not loaded from a folder" if self.folder is None else \
+                f"{str(self.folder)!r} has no {name}.json"
+            raise bad_input("name", f"no decoder {name!r}: {where}")
+        decoder, cfg = load_decoder(self.folder, name, clip_checksum=self.clip.checksum, device=self.device)
+        if self.device.type == "cuda":
+            decoder = decoder.to(memory_format=torch.channels_last)
+        other = copy.copy(self)
+        other.decoder, other.decoder_cfg = decoder, cfg
+        return other
+
+    # ------------------------------------------------------------------ protocol facts
+    @property
+    def embed_dim(self) -> int:
+        return self.clip.embed_dim
+
+    @property
+    def image_size(self) -> int:
+        return self.upsampler_cfg.high_res if self.upsampler is not None else self.decoder_cfg.unet.image_size
+
+    @property
+    def noise_shape(self) -> tuple[int, int, int]:
+        S = self.decoder_cfg.unet.image_size
+        return (3, S, S)
+
+    @property
+    def prior_kinds(self) -> tuple[str, ...]:
+        return tuple(k for k in PRIOR_KINDS if k in self.priors)
+
+    @property
+    def reads_caption(self) -> bool:
+        return bool(self.decoder_cfg.unet.text_dim)
+
+    @property
+    def reads_embedding(self) -> bool:
+        return bool(self.decoder_cfg.unet.clip_dim)
+
+    @property
+    def checksums(self) -> dict[str, str]:
+        return stack_checksums(self.folder) if self.folder is not None else {"clip": self.clip.checksum}
+
+    def encode_image(self, images) -> Tensor:
+        """(B, D) unit-norm CLIP embeddings of what the decoder draws: each image as an RGB square
+        (centre crop, said in a warning), as ``invert`` sees it. A (B, 3, H, W) tensor in [0, 1] goes
+        to CLIP as it is."""
+        if isinstance(images, Tensor):
+            return self.clip.encode_image(images)
+        return self.clip.encode_image(self._squares(images))
+
+    def encode_text(self, prompts: str | Sequence[str]) -> Tensor:
+        return self.clip.encode_text(check_prompts(prompts))
+
+    def noise(self, n: int, seed: int) -> Tensor:
+        """x_T (n, 3, S, S) at the decoder's size S, drawn from `seed` (what decode uses when given none)."""
+        return torch.randn(n, *self.noise_shape, generator=self._generator(seed), device=self.device)
+
+    # ------------------------------------------------------------------ stages
+    def _generator(self, seed: int) -> torch.Generator:
+        return torch.Generator(device=self.device).manual_seed(int(seed))
+
+    @_sampling
+    def prior(self, prompts: str | Sequence[str], *, seed: int = 0, kind: str = "diffusion",
+              guidance: float | None = None, steps: int | None = None) -> Tensor:
+        """Unit-norm CLIP image embeddings (B, D) for the prompts (paper §2.2).
+        guidance / steps None: the prior's own defaults (``defaults.prior`` / ``defaults.ar_prior``)."""
+        return self._prior(self.clip.encode_text_and_tokens(check_prompts(prompts)), seed, kind, guidance, steps)
+
+    def _prior(self, encoded: tuple[Tensor, Tensor, Tensor], seed: int, kind: str, guidance: float | None,
+               steps: int | None) -> Tensor:
+        """prior() on prompts already encoded as (z_t (B, D), tokens (B, L, W), mask (B, L))."""
+        from unclip_probe.backends.world.prior_sampling import sample_ar_prior, sample_diffusion_prior
+
+        if kind not in PRIOR_KINDS:
+            raise bad_input("kind", one_of(kind, PRIOR_KINDS))
+        if kind not in self.priors:
+            raise missing(self.name, f"{kind!r} prior in this folder", "kind",
+                          f"train it with `unclip-probe train {'prior' if kind == 'diffusion' else 'ar-prior'}`")
+        net, cfg = self.priors[kind]
+        d = self.defaults.prior if kind == "diffusion" else self.defaults.ar_prior
+        guidance = d.guidance if guidance is None else guidance
+        z_t, text, mask = encoded
+        g = self._generator(seed)
+        if kind == "diffusion":
+            return sample_diffusion_prior(net, cfg, z_t, text, mask, generator=g,
+                                          steps=d.steps if steps is None else steps, guidance=guidance)
+        return sample_ar_prior(net, z_t, text, mask, generator=g, guidance=guidance)
+
+    @_sampling
+    def decode(self, z: Tensor, *, seed: int = 0, x_T: Tensor | None = None, prompts: Sequence[str] | None = None,
+               guidance: float | None = None, steps: int | None = None, eta: float = 0.0, upsample: bool = True,
+               upsample_steps: int | None = None) -> list[Image.Image]:
+        """Images for CLIP image embeddings z (B, D), optionally also conditioned on captions.
+        x_T: the decoder's starting noise (B, 3, S, S) at its size S; drawn from `seed` when None.
+        guidance / steps None: ``defaults.decode``."""
+        check_embeddings(z, self.embed_dim, "z")
+        if prompts is None:  # no caption: the decoder's caption-dropped branch (paper §2.1)
+            B = z.shape[0]
+            text = torch.zeros(B, 1, self.decoder_cfg.unet.text_dim, device=self.device)
+            mask = torch.zeros(B, 1, dtype=torch.bool, device=self.device)
+        elif not self.reads_caption:
+            raise missing(self.name, "caption input on this decoder", "prompts", "decode from the embedding alone")
+        else:
+            text, mask = self.clip.encode_text_tokens(check_prompts(prompts))
+        return self._decode(z, text, mask, seed, guidance, steps, eta, x_T, upsample, upsample_steps)
+
+    def _decode(self, z: Tensor, text: Tensor, mask: Tensor, seed: int, guidance: float | None, steps: int | None,
+                eta: float = 0.0, x_T: Tensor | None = None, upsample: bool = True,
+                upsample_steps: int | None = None) -> list[Image.Image]:
+        """decode() with the caption already encoded: tokens (B, L, W) and mask (B, L)."""
+        d = self.defaults
+        B = z.shape[0]
+        x_T = self.noise(B, seed) if x_T is None else x_T
+        g = self._generator(seed + 1)
+        x = decode_images(self.decoder, self.decoder_cfg, F.normalize(z, dim=-1).to(self.device), text, mask,
+                          x_T=x_T, steps=d.decode.steps if steps is None else steps,
+                          guidance=d.decode.guidance if guidance is None else guidance, eta=eta,
+                          generator=g if eta > 0 else None)
+        if upsample and self.upsampler is not None:
+            hi = self.upsampler_cfg.high_res
+            x_hi = torch.randn(B, 3, hi, hi, generator=self._generator(seed + 2), device=self.device)
+            x = upsample_images(self.upsampler, self.upsampler_cfg, x, x_T=x_hi,
+                                steps=d.upsample_steps if upsample_steps is None else upsample_steps)
+        return signed_to_pil(x)
+
+    @_sampling
+    def __call__(self, prompts: str | Sequence[str], *, seed: int = 0, prior: str = "diffusion",
+                 guidance: float | None = None, steps: int | None = None, prior_guidance: float | None = None,
+                 prior_steps: int | None = None, upsample_steps: int | None = None) -> list[Image.Image]:
+        """Text -> images: prior, then decoder and upsampler (paper Fig. 2)."""
+        z_t, text, mask = self.clip.encode_text_and_tokens(check_prompts(prompts))  # one pass of the text tower
+        z = self._prior((z_t, text, mask), seed, prior, prior_guidance, prior_steps)
+        return self._decode(z, text, mask, seed, guidance, steps, upsample_steps=upsample_steps)
+
+    # ------------------------------------------------------------------ inversion (paper §3.1)
+    def _squares(self, images) -> list[Image.Image]:
+        """An image or a list of them (PIL or paths) as RGB squares, each change said in a warning."""
+        images = images if isinstance(images, (list, tuple)) else [images]
+        if not images:
+            raise bad_input("images", "expected at least one image, got an empty list")
+        out = []
+        for image in images:
+            if isinstance(image, Image.Image) and ("A" in image.mode or "transparency" in image.info):
+                warnings.warn(f"image: mode {image.mode} converted to RGB; transparency is dropped (not composited)",
+                              stacklevel=4)
+            pil = as_rgb_image(image, "image")  # converts modes; errors name `image`
+            W, H = pil.size
+            if H != W:  # the decoder draws squares; crop the centre as CLIP's preprocessing does
+                k = min(H, W)
+                pil = pil.crop(((W - k) // 2, (H - k) // 2, (W - k) // 2 + k, (H - k) // 2 + k))
+                warnings.warn(f"image: {W}x{H} is not square; its centre {k}x{k} is used", stacklevel=4)
+            out.append(pil)
+        return out
+
+    def _pixels(self, images) -> Tensor:
+        """x_0 at the decoder's size in [-1, 1] (B, 3, S, S) for an image or a list of them."""
+        S = self.decoder_cfg.unet.image_size
+        return pil_to_signed([pil.resize((S, S), Image.BOX) for pil in self._squares(images)]).to(self.device)
+
+    @_sampling
+    def invert(self, images, *, steps: int | None = None, z: Tensor | None = None) -> Tensor:
+        """x_T (B, 3, S, S): DDIM inversion of `images` (one or a list) under the conditional decoder,
+        unguided, conditioned on z (B, D) (default: the images' own CLIP embeddings).
+        Decoding x_T back with eta = 0, guidance 1 and the same steps reproduces the images."""
+        x0 = self._pixels(images)
+        z = self.encode_image(images) if z is None else check_embeddings(z, self.embed_dim, "z").to(self.device)
+        return invert_images(self.decoder, self.decoder_cfg, x0, z,
+                             steps=self.defaults.inversion.steps if steps is None else steps)

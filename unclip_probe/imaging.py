@@ -1,0 +1,36 @@
+"""The one conversion between pictures and the diffusion models' pixel range (docs/design.md §2).
+
+Diffusion models here see pixels in [-1, 1] (improved-diffusion's convention); CLIP,
+the oracle and the user see PIL images or uint8 arrays. Every stage, evaluation and
+training recipe converts through these functions, so the rounding is the same
+everywhere (the byte-identical figures of docs/design.md §5 depend on it).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+
+def to_unit(x: Tensor) -> Tensor:
+    """[-1, 1] -> [0, 1], clamped."""
+    return ((x + 1) / 2).clamp(0, 1)
+
+
+def uint8_to_signed(x: Tensor | np.ndarray) -> Tensor:
+    """uint8 pixels (..., 3, H, W) -> float32 in [-1, 1], same shape."""
+    return torch.as_tensor(x).float().div(127.5).sub(1.0)
+
+
+def pil_to_signed(images: Sequence[Image.Image]) -> Tensor:
+    """RGB PIL images of one size -> (B, 3, H, W) float32 in [-1, 1]."""
+    return uint8_to_signed(torch.stack([torch.from_numpy(np.array(im)).permute(2, 0, 1) for im in images]))
+
+
+def signed_to_pil(x: Tensor) -> list[Image.Image]:
+    """(B, 3, H, W) in [-1, 1] -> RGB PIL images (rounded to the nearest level)."""
+    arr = (to_unit(x.float()).permute(0, 2, 3, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+    return [Image.fromarray(a) for a in arr]
