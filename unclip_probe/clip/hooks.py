@@ -221,7 +221,10 @@ def _register(point: Point, fn: HookFn) -> torch.utils.hooks.RemovableHandle:
         return point.module.register_forward_pre_hook(pre)
 
     if point.kind == "post":
-        def post(module: nn.Module, args: tuple, output: Tensor):
+        def post(module: nn.Module, args: tuple, output):
+            if isinstance(output, tuple):  # Hugging Face modules return (activation, extras...)
+                new = _checked(name, output[0], fn(output[0], hook=point))
+                return None if new is None else (new, *output[1:])
             return _checked(name, output, fn(output, hook=point))
         return point.module.register_forward_hook(post)
 
