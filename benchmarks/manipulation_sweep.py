@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from unclip_probe.checkpoints import file_checksum
+from unclip_probe.checkpoints import checksum_of
 from unclip_probe.backends.world.stack import UnCLIP
 from unclip_probe.eval.pipeline import (interpolation_ends, inversions_reused, manipulation_scenes, text_diff_turns,
                                         variations_kept)
@@ -51,7 +51,7 @@ def main(argv=None) -> dict:
         torch.set_num_threads(args.threads)
     pipe = UnCLIP.from_pretrained(args.folder, device="cpu")
     out: dict = {"command": "python benchmarks/manipulation_sweep.py " + " ".join(sys.argv[1:] if argv is None else argv),
-                 "decoder_checksum": file_checksum(Path(args.folder) / "decoder.safetensors"), "n": args.n,
+                 "decoder_checksum": checksum_of(Path(args.folder) / "decoder.safetensors"), "n": args.n,
                  **{part: {} for part in PARTS}, "seconds": {}}
     scenes = manipulation_scenes(args.n)  # pipeline_eval's scenes
 

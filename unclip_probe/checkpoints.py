@@ -1,9 +1,11 @@
 """Checkpoint IO: safetensors for tensors, JSON for configuration (docs/design.md §5).
 
 Never pickle: a checkpoint is data a user may download, and loading it must not
-run code. Every write goes to a temporary file in the same folder and is then
-renamed over the target (``os.replace`` is atomic on POSIX and Windows), so a
-process killed mid-write leaves the previous file intact. Every read failure
+run code. Weights files are written byte-stably and record the checksum of their
+tensors, which every load checks (a damaged file is refused as corrupted). Every
+write goes to a temporary file in the same folder and is then renamed over the
+target (``os.replace`` is atomic on POSIX and Windows), so a process killed
+mid-write leaves the previous file intact. Every read failure
 is a :class:`~unclip_probe.errors.ProbeInputError` that names the file.
 """
 from __future__ import annotations
@@ -12,14 +14,16 @@ import dataclasses
 import hashlib
 import json
 import os
+import struct
 import types
 import typing
+import warnings
 from pathlib import Path
 from typing import Any, Union
 
 from safetensors import safe_open
 from safetensors.torch import load as _st_load
-from safetensors.torch import save as _st_save
+import torch
 from torch import Tensor, nn
 
 from unclip_probe.errors import ProbeInputError, bad_input
@@ -64,7 +68,9 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
 
 
 def file_checksum(path: PathLike) -> str:
-    """First 16 hex characters of the sha256 of the file's bytes (names a checkpoint version)."""
+    """First 16 hex characters of the sha256 of the file's bytes. Weights are named by
+    :func:`weights_checksum` instead (it does not depend on how a file was written); measurements
+    made before it existed (issue 21) name weights files by this."""
     path = Path(path)
     if not path.is_file():
         raise bad_input(str(path), "file not found, so its checksum cannot be computed.")
@@ -76,8 +82,9 @@ def file_checksum(path: PathLike) -> str:
 
 
 def stack_checksums(folder: PathLike) -> dict[str, str]:
-    """{stage file stem: file_checksum} for every weights file of a stack folder: what a measurement names."""
-    return {f.stem: file_checksum(f) for f in sorted(Path(folder).glob("*.safetensors"))}
+    """{stage file stem: weights checksum} for every weights file of a stack folder: what a measurement
+    names. Read from each file's header (computed for a file that records none)."""
+    return {f.stem: checksum_of(f) for f in sorted(Path(folder).glob("*.safetensors"))}
 
 
 def require_files(folder: PathLike, names: list[str]) -> None:
@@ -91,41 +98,162 @@ def require_files(folder: PathLike, names: list[str]) -> None:
 
 
 # ----------------------------------------------------------------------------- tensors
-def save_weights(state: dict[str, Tensor], path: PathLike, metadata: dict[str, str] | None = None) -> None:
-    """Save tensors as safetensors, atomically; tensors are detached, moved to CPU, made contiguous.
+# A weights file records, in its safetensors metadata, the checksum of its tensors and of its other
+# metadata, written when it is saved and checked whenever it is loaded (docs/design.md §5): a file
+# whose bytes were damaged, truncated, edited or spliced from another file is refused as corrupted.
+# The checksum names the tensors (names, dtypes, shapes, values), not the file's bytes, so the same
+# weights have the same checksum however and wherever they were written; it is the checksum a later
+# stage records of its CLIP and the one a measurement names.
+CHECKSUM_KEY = "weights_checksum"  # metadata: weights_checksum() of the file's tensors
+METADATA_CHECKSUM_KEY = "metadata_checksum"  # metadata: checksum of every other metadata entry
+_RESERVED = (CHECKSUM_KEY, METADATA_CHECKSUM_KEY)
+_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+           "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+           "BOOL": torch.bool, **{name: getattr(torch, attr) for name, attr in (
+               ("F8_E4M3", "float8_e4m3fn"), ("F8_E5M2", "float8_e5m2"), ("U16", "uint16"), ("U32", "uint32"),
+               ("U64", "uint64")) if hasattr(torch, attr)}}
+_DTYPE_NAMES = {dt: name for name, dt in _DTYPES.items()}
 
-    Tensors sharing storage (tied weights) are cloned, because safetensors refuses aliasing.
-    """
+
+def _dtype_name(t: Tensor, name: str) -> str:
+    try:
+        return _DTYPE_NAMES[t.dtype]
+    except KeyError:
+        raise bad_input("state", f"entry {name!r} has dtype {t.dtype}, which safetensors cannot store.") from None
+
+
+def _raw(t: Tensor) -> memoryview:
+    """The tensor's bytes, C order, little-endian (as safetensors stores them)."""
+    return memoryview(t.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy())
+
+
+def weights_checksum(state: typing.Mapping[str, Tensor]) -> str:
+    """First 16 hex characters of a sha256 over the tensors in name order: each name, dtype, shape
+    and value bytes. The same tensors give the same checksum in any file layout and any process."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name]
+        h.update(json.dumps([name, _dtype_name(t, name), list(t.shape), t.numel() * t.element_size()]).encode())
+        h.update(_raw(t))
+    return h.hexdigest()[:16]
+
+
+def _metadata_checksum(metadata: dict[str, str]) -> str:
+    rest = sorted((k, v) for k, v in metadata.items() if k not in _RESERVED)
+    return hashlib.sha256(json.dumps(rest).encode()).hexdigest()[:16]
+
+
+def serialize_weights(state: dict[str, Tensor], metadata: dict[str, str] | None = None) -> bytes:
+    """safetensors bytes written deterministically: the same tensors and metadata give the same bytes
+    in every process (the header's keys sorted; tensors laid out widest dtype first, then by name)."""
+    header: dict[str, Any] = {"__metadata__": dict(sorted((metadata or {}).items()))} if metadata else {}
+    order = sorted(state, key=lambda n: (-state[n].element_size(), n))
+    offset, chunks = 0, []
+    for name in order:
+        t = state[name]
+        raw = _raw(t)
+        header[name] = {"dtype": _dtype_name(t, name), "shape": list(t.shape),
+                        "data_offsets": [offset, offset + raw.nbytes]}
+        offset += raw.nbytes
+        chunks.append(raw)
+    text = json.dumps(header, separators=(",", ":"), sort_keys=True).encode("utf-8")
+    text += b" " * (-len(text) % 8)  # safetensors pads the header to 8 bytes with spaces
+    return b"".join([struct.pack("<Q", len(text)), text, *chunks])
+
+
+def save_weights(state: dict[str, Tensor], path: PathLike, metadata: dict[str, str] | None = None) -> str:
+    """Save tensors as safetensors, atomically and byte-stably; returns their weights checksum.
+
+    Tensors are detached, moved to CPU and made contiguous. The metadata gains the weights
+    checksum and a checksum of the other entries, which loading checks."""
     if metadata is not None and not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
         raise bad_input("metadata", "safetensors metadata must map str to str.")
     out: dict[str, Tensor] = {}
-    seen: set[int] = set()
     for name, t in state.items():
+        if not isinstance(name, str):
+            raise bad_input("state", f"tensor names must be strings, got {name!r}.")
         if not isinstance(t, Tensor):
             raise bad_input("state", f"entry {name!r} is a {type(t).__name__}, expected a torch.Tensor.")
-        t = t.detach().to("cpu").contiguous()
-        ptr = t.untyped_storage().data_ptr()
-        full = t.untyped_storage().nbytes() == t.numel() * t.element_size()
-        if (ptr in seen and t.numel() > 0) or not full:
-            t = t.clone()
-        seen.add(t.untyped_storage().data_ptr())
-        out[name] = t
-    atomic_write_bytes(path, _st_save(out, metadata=metadata))
+        out[name] = t.detach().to("cpu").contiguous()
+    meta = {k: v for k, v in (metadata or {}).items() if k not in _RESERVED}
+    checksum = weights_checksum(out)
+    meta[METADATA_CHECKSUM_KEY] = _metadata_checksum(meta)
+    meta[CHECKSUM_KEY] = checksum
+    atomic_write_bytes(path, serialize_weights(out, meta))
+    return checksum
+
+
+def _corrupted(path: Path, why: str) -> ProbeInputError:
+    return bad_input(str(path), f"corrupted: {why}.")
+
+
+def _read(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """(tensors, metadata) of a safetensors file; a file safetensors cannot read is corrupted."""
+    if not path.is_file():
+        raise bad_input(str(path), "weights file not found.")
+    data = path.read_bytes()
+    try:
+        tensors = _st_load(data)
+        (n,) = struct.unpack("<Q", data[:8])
+        meta = json.loads(data[8:8 + n]).get("__metadata__") or {}
+    except Exception as e:  # safetensors raises SafetensorError / ValueError on bad headers
+        raise _corrupted(path, f"not a readable safetensors file (truncated or corrupt: {e})") from None
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise _corrupted(path, "its metadata is not a map of strings")
+    return tensors, meta
+
+
+def check_weights(path: PathLike, tensors: dict[str, Tensor], metadata: dict[str, str]) -> str | None:
+    """Check tensors read from ``path`` against the checksums its metadata recorded when it was saved;
+    returns the weights checksum, or None for a file saved before checksums were recorded."""
+    path = Path(path)
+    want = metadata.get(CHECKSUM_KEY)
+    if want is None:
+        return None
+    if metadata.get(METADATA_CHECKSUM_KEY) != _metadata_checksum(metadata):
+        raise _corrupted(path, "its metadata differs from what was saved (metadata checksum mismatch)")
+    have = weights_checksum(tensors)
+    if have != want:
+        raise _corrupted(path, f"its tensors do not match the weights checksum recorded when it was saved "
+                               f"({have} read, {want} recorded)")
+    return want
+
+
+def load_checked(path: PathLike, *, warn_unrecorded: bool = False) -> tuple[dict[str, Tensor], str]:
+    """(tensors on the CPU, their weights checksum), checked against the checksum recorded at save time.
+
+    A missing file, or one that is truncated, damaged or edited, raises ProbeInputError naming the
+    file ("corrupted"). A file saved before checksums were recorded loads unchecked (its checksum is
+    computed), with a warning when ``warn_unrecorded`` (a stack's own files)."""
+    path = Path(path)
+    tensors, meta = _read(path)
+    checksum = check_weights(path, tensors, meta)
+    if checksum is None:
+        if warn_unrecorded:
+            warnings.warn(f"{path}: records no weights checksum (saved before unclip-probe recorded them), so "
+                          "damage to it cannot be detected; `python -m unclip_probe.backends.world.seal "
+                          f"{path.parent}` records one without changing a weight", stacklevel=3)
+        checksum = weights_checksum(tensors)
+    return tensors, checksum
 
 
 def load_weights(path: PathLike) -> dict[str, Tensor]:
-    """Load a safetensors file onto the CPU; a missing, truncated or corrupt file names the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise bad_input(str(path), "weights file not found.")
-    try:
-        return _st_load(path.read_bytes())
-    except Exception as e:  # safetensors raises SafetensorError / ValueError on bad headers
-        raise bad_input(str(path), f"not a readable safetensors file (truncated or corrupt: {e}).") from None
+    """Load a safetensors file onto the CPU, checked as :func:`load_checked`."""
+    return load_checked(path)[0]
+
+
+def recorded_checksum(path: PathLike) -> str | None:
+    """The weights checksum a file's header records (cheap: the tensors are not read), or None."""
+    return load_metadata(path).get(CHECKSUM_KEY)
+
+
+def checksum_of(path: PathLike) -> str:
+    """A weights file's weights checksum: the one its header records, or computed for an old file."""
+    return recorded_checksum(path) or load_checked(path)[1]
 
 
 def load_metadata(path: PathLike) -> dict[str, str]:
-    """The string metadata stored in a safetensors file's header (stage name, step, ...)."""
+    """The string metadata stored in a safetensors file's header (stage name, step, checksums)."""
     path = Path(path)
     if not path.is_file():
         raise bad_input(str(path), "weights file not found.")
@@ -133,7 +261,7 @@ def load_metadata(path: PathLike) -> dict[str, str]:
         with safe_open(str(path), framework="pt") as f:
             return dict(f.metadata() or {})
     except Exception as e:
-        raise bad_input(str(path), f"not a readable safetensors file (truncated or corrupt: {e}).") from None
+        raise _corrupted(path, f"not a readable safetensors file (truncated or corrupt: {e})") from None
 
 
 def load_state_into(module: nn.Module, state: dict[str, Tensor], *, source: str) -> None:

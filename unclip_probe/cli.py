@@ -1,48 +1,82 @@
 """The `unclip-probe` command (docs/design.md §3): world | train | generate | report.
 
 Bad input ends the command with the library's one-sentence message and exit
-code 2, never a traceback (docs/design.md §7).
+code 2, never a traceback (docs/design.md §7). Every argument, output paths
+included, is checked before the command starts its work.
 """
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
+from . import validate
 from .errors import ProbeInputError
+
+# the library's argument names -> this command's flags, so that an error names what the user typed
+FLAGS = {"n": "--n", "seed": "--seed", "size": "--size", "cols": "--cols", "guidance": "--guidance",
+         "steps": "--steps", "prior": "--prior-kind", "folder": "--checkpoints", "device": "--device", "out": "--out"}
 
 
 def _cmd_world(args: argparse.Namespace) -> None:
     from . import world
     from .world.grid import captioned_grid
 
-    scenes = world.sample_scenes(args.n, seed=args.seed)
-    images = [world.render(s, size=args.size) for s in scenes]
-    caps = [world.caption(s, seed=args.seed * 100003 + i) for i, s in enumerate(scenes)]
-    out = Path(args.out)
+    n, seed = validate.count(args.n, "--n"), validate.seed(args.seed, "--seed")
+    cols = validate.count(args.cols, "--cols")
+    size = int(validate.choice(str(args.size), [str(s) for s in world.SIZES], "--size"))
+    out = validate.output_path(args.out, "--out", image=True)
+    scenes = world.sample_scenes(n, seed=seed)
+    images = [world.render(s, size=size) for s in scenes]
+    caps = [world.caption(s, seed=(seed * 100003 + i) % (validate.MAX_SEED + 1)) for i, s in enumerate(scenes)]
     out.parent.mkdir(parents=True, exist_ok=True)
-    captioned_grid(images, caps, cols=args.cols, scale=max(1, 192 // args.size)).save(out)
+    captioned_grid(images, caps, cols=cols, scale=max(1, 192 // size)).save(out)
     print(f"wrote {out} ({len(scenes)} scenes, seed {args.seed})")
+
+
+STACK_KINDS = ("world", "kandinsky-2.2", "stable-unclip-h", "stable-unclip-l", "karlo")  # backends.STACKS
+
+
+def _stack_args(args: argparse.Namespace) -> dict:
+    """load_stack's arguments from the shared flags, checked (cheaply) before anything loads."""
+    validate.choice(args.stack, STACK_KINDS, "--stack")
+    if args.stack == "world":
+        if args.decoder is not None or args.prior is not None:
+            raise ProbeInputError("--decoder: the world stack is one folder; give it as --checkpoints")
+        validate.input_folder(args.checkpoints, "--checkpoints")
+        return {"kind": "world", "folder": args.checkpoints}
+    for flag, value in (("--decoder", args.decoder), ("--prior", args.prior)):
+        if value is not None:
+            validate.input_folder(value, flag)
+    return {"kind": args.stack, "decoder": args.decoder, "prior": args.prior}
+
+
+def _load(args: argparse.Namespace, spec: dict):
+    from unclip_probe.backends import load_stack
+
+    with validate.renamed(**{**FLAGS, "decoder": "--decoder", "prior": "--prior"}):
+        return load_stack(**spec, device=args.device)
 
 
 def _cmd_generate(args: argparse.Namespace) -> None:
     """Text -> images through the whole stack (prior, decoder, upsampler), as a captioned grid."""
-    from .errors import bad_input
-    from unclip_probe.backends.world.stack import UnCLIP
     from .world.grid import captioned_grid
 
-    if args.n < 1:
-        raise bad_input("--n", f"expected at least 1 image per prompt, got {args.n}")
-    pipe = UnCLIP.from_pretrained(args.checkpoints, device=args.device)
-    prompts = [p for p in args.prompts for _ in range(args.n)]  # n samples of each prompt, one batch
-    guidance = {} if args.guidance is None else {"guidance": args.guidance}
-    images = pipe(prompts, seed=args.seed, prior=args.prior, steps=args.steps, **guidance)
-    out = Path(args.out)
+    validate.count(args.n, "--n")  # images per prompt
+    validate.prompts(args.prompts), validate.seed(args.seed, "--seed"), validate.steps(args.steps, "--steps")
+    validate.guidance(args.guidance, "--guidance")
+    validate.choice(args.prior_kind, ("diffusion", "ar"), "--prior-kind")
+    spec = _stack_args(args)
+    out = validate.output_path(args.out, "--out", image=True)  # before the sampling, not after it
+    pipe = _load(args, spec)
+    with validate.renamed(**FLAGS):
+        prompts = [p for p in args.prompts for _ in range(args.n)]  # n samples of each prompt, one batch
+        guidance = {} if args.guidance is None else {"guidance": args.guidance}
+        images = pipe(prompts, seed=args.seed, prior=args.prior_kind, steps=args.steps, **guidance)
     out.parent.mkdir(parents=True, exist_ok=True)
     size = images[0].size[0]
     captioned_grid(images, prompts, cols=min(args.n, 8) if len(args.prompts) == 1 else args.n,
                    scale=max(1, 192 // size)).save(out)
-    print(f"wrote {out} ({len(images)} images, {args.prior} prior, seed {args.seed}, device {pipe.device})")
+    print(f"wrote {out} ({len(images)} images, {args.prior_kind} prior, seed {args.seed}, device {pipe.device})")
 
 
 def _cmd_report(args: argparse.Namespace) -> None:
@@ -51,9 +85,29 @@ def _cmd_report(args: argparse.Namespace) -> None:
 
     from .report import write_report
 
+    from .imaging import image_files
+
+    spec = _stack_args(args)
+    validate.output_path(args.out, "--out", folder=True)  # before the probes run, not after them
+    images = image_files(args.images, "--images") if args.images is not None else None
+    labels = [x.strip() for x in args.labels.split(",") if x.strip()] if args.labels else None
+    if images is not None and (labels is None or len(labels) < 2):
+        raise ProbeInputError("--labels: a report on your images needs at least two zero-shot labels, e.g. "
+                              "--labels cat,dog,car")
     t = time.perf_counter()
-    page = write_report(args.checkpoints, args.out, quick=args.quick, device=args.device)
+    stack = _load(args, spec)
+    with validate.renamed(labels="--labels", word="--word", images="--images", **FLAGS):
+        page = write_report(stack, args.out, quick=args.quick, device=args.device, images=images, labels=labels,
+                            word=args.word)
     print(f"wrote {page} in {time.perf_counter() - t:.0f} s")
+
+
+def _add_stack_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--stack", default="world", help=f"which stack: {' | '.join(STACK_KINDS)}")
+    p.add_argument("--checkpoints", default="checkpoints/world", help="the world stack's folder")
+    p.add_argument("--decoder", default=None, help="a real stack's (decoder's) folder, in its public repository's "
+                                                   "layout (default: the local Hugging Face cache)")
+    p.add_argument("--prior", default=None, help="Kandinsky 2.2's prior folder")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,17 +124,21 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("prompts", nargs="+", help="one or more captions, e.g. \"a red circle left of a blue square\"")
     g.add_argument("--n", type=int, default=8, help="images per prompt")
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--prior", default="diffusion", help="diffusion | ar")
+    g.add_argument("--prior-kind", default="diffusion", help="which prior samples the embedding: diffusion | ar")
     g.add_argument("--guidance", type=float, default=None,
                    help="decoder classifier-free guidance (default: the pipeline's DECODER_GUIDANCE)")
     g.add_argument("--steps", type=int, default=25, help="decoder DDIM steps")
-    g.add_argument("--checkpoints", default="checkpoints/world", help="a world stack folder")
+    _add_stack_flags(g)
     g.add_argument("--device", default="auto")
     g.add_argument("--out", default="grid.png")
     g.set_defaults(func=_cmd_generate)
-    r = sub.add_parser("report", help="run every probe on a world stack and write report/index.html")
+    r = sub.add_parser("report", help="run every probe on a stack and write report/index.html")
     r.add_argument("--out", default="report")
-    r.add_argument("--checkpoints", default="checkpoints/world", help="a world stack folder")
+    _add_stack_flags(r)
+    r.add_argument("--images", default=None, help="a folder of your images for the PCA and typographic probes")
+    r.add_argument("--labels", default=None, help="zero-shot classes for your images, comma-separated: cat,dog,car")
+    r.add_argument("--word", default=None, help="the typographic attack's word (default: star on world scenes, "
+                                                "else ipod)")
     r.add_argument("--device", default="cpu")
     r.add_argument("--quick", action="store_true", help="small sizes (tests, smoke runs)")
     r.set_defaults(func=_cmd_report)
@@ -97,9 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except ProbeInputError as err:
-        print(f"unclip-probe {args.command}: {err}", file=sys.stderr)
+    except ProbeInputError as err:  # bad input: its one sentence, no traceback
+        print(f"unclip-probe {args.command}: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
+    except OSError as err:  # the machine refused (disk full, read-only file system): one line as well
+        print(f"unclip-probe {args.command}: {type(err).__name__}: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

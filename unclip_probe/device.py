@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import torch
 
@@ -16,6 +17,8 @@ def resolve_device(device: str | torch.device) -> torch.device:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
         raise bad_input("device", f"expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise bad_input("device", f"expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise bad_input("device", f"{device!r} was requested but this machine has no CUDA device; "
                                   "use device='cpu' or 'auto'")
@@ -47,3 +50,13 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype | None:
 def autocast(device: torch.device, dtype: torch.dtype | None):
     """``torch.autocast`` for a resolved dtype; a no-op context for fp32."""
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def sampling(method):
+    """No autograd, and the stack's autocast dtype (``self.device``, ``self.amp_dtype``), around a
+    stack's sampling method: every stack samples under the same rule."""
+    @functools.wraps(method)
+    def wrapped(self, *args, **kwargs):
+        with torch.no_grad(), autocast(self.device, self.amp_dtype):
+            return method(self, *args, **kwargs)
+    return wrapped

@@ -34,3 +34,21 @@ def signed_to_pil(x: Tensor) -> list[Image.Image]:
     """(B, 3, H, W) in [-1, 1] -> RGB PIL images (rounded to the nearest level)."""
     arr = (to_unit(x.float()).permute(0, 2, 3, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
     return [Image.fromarray(a) for a in arr]
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+def image_files(folder, argument: str = "images") -> list:
+    """The image files directly in `folder` (by suffix, sorted by name); one sentence when there are none."""
+    from pathlib import Path
+
+    from unclip_probe.errors import bad_input
+
+    path = Path(folder)
+    if not path.is_dir():
+        raise bad_input(argument, f"{str(path)!r} is not a folder of images")
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise bad_input(argument, f"{str(path)!r} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+    return files

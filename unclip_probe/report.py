@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from . import validate
+from .errors import bad_input
 from .world import SHAPES, render
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
@@ -34,29 +36,61 @@ def _typographic(stack, n: int, n_decode: int):
     return res
 
 
-def write_report(folder: str | Path, out: str | Path, quick: bool = False, device: str = "cpu") -> Path:
-    """Run every probe on the stack in `folder` and write `out`/index.html; returns its path."""
+def _typographic_on(stack, images: list, labels: list[str], word: str, n_decode: int):
+    """The attack on a user's images: zero-shot over their labels before and after, decodes scored by CLIP."""
+    import pandas as pd
+
+    from .probes.typographic import set_summary, typographic_attack
+
+    res = typographic_attack(stack.clip, images, labels, word, stack=stack, n_decode=n_decode)
+    res.extra_tables = {"Over the set (TCR: text capture rate)": pd.DataFrame([set_summary(res)])}
+    res.table = res.table.head(12)
+    return res
+
+
+def write_report(stack, out: str | Path, quick: bool = False, device: str = "cpu", *, images=None,
+                 labels: list[str] | None = None, word: str | None = None) -> Path:
+    """Run every probe on `stack` (a loaded stack, or a world checkpoint folder) and write
+    `out`/index.html; returns its path. images / labels: a user's pictures (a list, or a folder)
+    and zero-shot classes for the PCA and typographic probes (default: world scenes and shapes);
+    word: the typographic attack's word (default "star" on world scenes, else "ipod", paper Fig. 6)."""
     from unclip_probe.backends import load_stack
+    from .imaging import image_files
     from .probes import attribute_binding, pca_reconstruction
     from .probes.binding import SETTINGS
 
+    validate.output_path(out, "out", folder=True), validate.flag(quick, "quick")  # before any probe runs
+    if images is not None:
+        images = image_files(images, "images") if isinstance(images, (str, Path)) else validate.images(images, "images")
+        if labels is None or len(labels) < 2:
+            raise bad_input("labels", "a report on your images needs at least two zero-shot labels, e.g. cat,dog")
+        labels = validate.labels(labels, "labels")
     t0 = time.perf_counter()
-    stack = load_stack("world", folder, device=device)
+    folder = stack if isinstance(stack, (str, Path)) else None
+    stack = load_stack("world", folder, device=device) if folder is not None else stack
 
-    quick_ks = [k for k in (2, 10) if k < stack.clip.embed_dim]
+    quick_ks = [k for k in (2, 10) if k < stack.embed_dim]
     sizes = ({"pca": dict(n_images=1, n_fit=200, ks=quick_ks), "typo": (10, 1),
               "binding": dict(n_clip=20, n_gen=2, stack_seeds=1, settings=SETTINGS[:3])}
              if quick else {"pca": {}, "typo": (200, 16), "binding": {}})
+    pca_kw = dict(sizes["pca"])
+    if images is not None:  # the user's pictures: PCA fitted on them, decodes scored by zero-shot over labels
+        pca_kw.update(images=images[:pca_kw.pop("n_images", 8)], fit_images=images, labels=labels)
+        pca_kw.pop("n_fit", None)
+        typographic = lambda: _typographic_on(stack, images, labels, word or "ipod", sizes["typo"][1])  # noqa: E731
+    else:
+        typographic = lambda: _typographic(stack, *sizes["typo"])  # noqa: E731
     sections, seconds = [], {}
-    for name, run in (("pca", lambda: pca_reconstruction(stack, **sizes["pca"])),
-                      ("typographic", lambda: _typographic(stack, *sizes["typo"])),
+    for name, run in (("pca", lambda: pca_reconstruction(stack, **pca_kw)),
+                      ("typographic", typographic),
                       ("binding", lambda: attribute_binding(stack, **sizes["binding"]))):
         t = time.perf_counter()
         res = run()
         seconds[name] = round(time.perf_counter() - t, 1)
         sections.append(res.to_html().replace("</h2>", f"</h2><p class='meta'>{seconds[name]} s</p>", 1))
     sums = stack.checksums
-    head = (f"<h1>unclip-probe report</h1><p class='meta'>stack {html.escape(str(folder))}: "
+    head = (f"<h1>unclip-probe report</h1><p class='meta'>stack {html.escape(stack.name)}"
+            + (f" ({html.escape(str(folder))})" if folder is not None else "") + ": "
             + ", ".join(f"{k} {v}" for k, v in sums.items())
             + f"<br>{platform.platform()}, torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}"
             + f"<br>{'QUICK sizes (a smoke run; the numbers carry little weight)' if quick else 'probe defaults'}; "

@@ -40,8 +40,10 @@ def test_weights_roundtrip_with_metadata(tmp_path: Path) -> None:
     assert set(back) == set(state)
     for k in state:
         assert torch.equal(back[k], state[k]) and back[k].dtype == state[k].dtype
-    assert ck.load_metadata(tmp_path / "m.safetensors") == {"stage": "toy", "step": "7"}
-    assert len(ck.file_checksum(tmp_path / "m.safetensors")) == 16
+    meta = ck.load_metadata(tmp_path / "m.safetensors")
+    assert meta == {"stage": "toy", "step": "7", "weights_checksum": ck.weights_checksum(state),
+                    "metadata_checksum": meta["metadata_checksum"]}
+    assert len(ck.file_checksum(tmp_path / "m.safetensors")) == 16 and len(meta["weights_checksum"]) == 16
     assert not list(tmp_path.glob("*.tmp-*"))
 
 
@@ -156,3 +158,166 @@ def test_atomic_write_killed_midway_keeps_old_file(tmp_path: Path) -> None:
     assert list(tmp_path.glob("w.safetensors.tmp-*"))  # the partial write really happened
     assert path.read_bytes() == old
     assert torch.equal(ck.load_weights(path)["w"], torch.ones(3))
+
+
+# ----------------------------------------------------------------------------- checksums: weights prove they are
+def _tensor_span(path: Path, name: str) -> tuple[int, int]:
+    """Byte range of tensor `name` in a safetensors file (header intact)."""
+    import json
+    import struct
+
+    data = path.read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    begin, end = json.loads(data[8:8 + n])[name]["data_offsets"]
+    return 8 + n + begin, 8 + n + end
+
+
+def _largest(path: Path) -> str:
+    state = ck.load_weights(path)
+    return max(state, key=lambda k: state[k].numel())
+
+
+def test_weights_checksum_names_the_tensors_not_the_bytes(tmp_path: Path) -> None:
+    state = {"b": torch.arange(6).view(2, 3), "a": torch.randn(4)}
+    one = ck.save_weights(state, tmp_path / "one.safetensors", metadata={"x": "1", "y": "2"})
+    two = ck.save_weights(dict(reversed(state.items())), tmp_path / "two.safetensors", metadata={"y": "2", "x": "1"})
+    assert one == two == ck.weights_checksum(state) == ck.recorded_checksum(tmp_path / "one.safetensors")
+    assert (tmp_path / "one.safetensors").read_bytes() == (tmp_path / "two.safetensors").read_bytes()  # byte-stable
+    assert ck.weights_checksum({**state, "a": state["a"].double()}) != one  # dtype counts
+    assert ck.weights_checksum({**state, "b": state["b"].view(3, 2)}) != one  # shape counts
+    assert ck.weights_checksum({"c": state["a"], "b": state["b"]}) != one  # names count
+    from safetensors.torch import save
+
+    legacy = tmp_path / "legacy.safetensors"  # saved before checksums: loads, its checksum computed
+    legacy.write_bytes(save(state, metadata={"x": "1"}))
+    tensors, checksum = ck.load_checked(legacy)
+    assert checksum == one and ck.recorded_checksum(legacy) is None
+    with pytest.warns(UserWarning, match="records no weights checksum"):
+        ck.load_checked(legacy, warn_unrecorded=True)
+
+
+def test_a_fresh_process_writes_the_same_bytes(tmp_path: Path) -> None:
+    """safetensors' own writer orders metadata differently in each process; ours does not."""
+    script = textwrap.dedent(f"""
+        import torch
+        from unclip_probe import checkpoints as ck
+        g = torch.Generator().manual_seed(0)
+        ck.save_weights({{"w": torch.randn(8, 8, generator=g), "b": torch.zeros(3, dtype=torch.bfloat16)}},
+                        {str(tmp_path)!r} + "/child.safetensors", metadata={{"stage": "s", "step": "3", "name": "n"}})
+    """)
+    subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).parents[2], timeout=120, check=True)
+    g = torch.Generator().manual_seed(0)
+    ck.save_weights({"b": torch.zeros(3, dtype=torch.bfloat16), "w": torch.randn(8, 8, generator=g)},
+                    tmp_path / "here.safetensors", metadata={"name": "n", "step": "3", "stage": "s"})
+    assert (tmp_path / "child.safetensors").read_bytes() == (tmp_path / "here.safetensors").read_bytes()
+
+
+@pytest.fixture
+def copy_of(stack, tmp_path):
+    """A fresh copy of the tiny world stack (conftest) to damage."""
+    import shutil
+
+    folder = tmp_path / "stack"
+    shutil.copytree(stack, folder)
+    return folder
+
+
+def _load(folder: Path):
+    from unclip_probe.backends import load_stack
+
+    return load_stack("world", folder, device="cpu")
+
+
+@pytest.mark.parametrize("name", ["clip", "decoder", "prior"])
+def test_flipped_tensor_bytes_are_refused_as_corrupted(copy_of, name):
+    path = copy_of / f"{name}.safetensors"
+    lo, hi = _tensor_span(path, _largest(path))
+    data = bytearray(path.read_bytes())
+    for i in range(lo, min(hi, lo + 4096)):  # 4 KiB of one tensor flipped; the header untouched
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ProbeInputError, match=rf"{name}\.safetensors: corrupted: its tensors do not match") as e:
+        _load(copy_of)
+    assert "trained against" not in str(e.value)  # a damaged CLIP is not "another CLIP"
+
+
+def test_truncated_file_is_refused_as_corrupted(copy_of):
+    path = copy_of / "decoder.safetensors"
+    path.write_bytes(path.read_bytes()[:-1000])
+    with pytest.raises(ProbeInputError, match=r"decoder\.safetensors: corrupted: not a readable safetensors file"):
+        _load(copy_of)
+
+
+def test_a_tensor_from_another_file_is_refused_as_corrupted(copy_of):
+    """The twin decoder has the same layout; one tensor's bytes spliced from it into the decoder."""
+    state = ck.load_weights(copy_of / "decoder.safetensors")
+    twin = {k: v + 0.01 for k, v in state.items()}
+    ck.save_weights(twin, copy_of / "decoder_twin.safetensors")
+    name = _largest(copy_of / "decoder.safetensors")
+    lo, hi = _tensor_span(copy_of / "decoder.safetensors", name)
+    assert (lo, hi) == _tensor_span(copy_of / "decoder_twin.safetensors", name)
+    data = bytearray((copy_of / "decoder.safetensors").read_bytes())
+    data[lo:hi] = (copy_of / "decoder_twin.safetensors").read_bytes()[lo:hi]
+    (copy_of / "decoder.safetensors").write_bytes(bytes(data))
+    with pytest.raises(ProbeInputError, match=r"decoder\.safetensors: corrupted: its tensors do not match"):
+        _load(copy_of)
+
+
+@pytest.mark.parametrize("edit", ["stage value", "recorded checksum", "tensor shape"])
+def test_an_edited_header_is_refused_as_corrupted(copy_of, edit):
+    path = copy_of / "upsampler.safetensors"
+    data = path.read_bytes()
+    meta = ck.load_metadata(path)
+    if edit == "stage value":  # metadata the loader does not otherwise read, edited in place
+        ck.save_weights(ck.load_weights(path), path, metadata={"stage": "upsampler", "step": "1"})
+        data = path.read_bytes().replace(b'"step":"1"', b'"step":"9"')
+    elif edit == "recorded checksum":
+        data = data.replace(meta["weights_checksum"].encode(), b"0" * 16)
+    else:  # a (2, 8) tensor read as (8, 2): same bytes, another tensor
+        state = ck.load_weights(path)
+        ck.save_weights({**state, "extra": torch.randn(2, 8)}, path)
+        data = path.read_bytes().replace(b'"shape":[2,8]', b'"shape":[8,2]')
+    path.write_bytes(data)
+    with pytest.raises(ProbeInputError, match=r"upsampler\.safetensors: corrupted: its (metadata|tensors) ") as e:
+        ck.load_weights(path)
+    assert str(path) in str(e.value)
+
+
+def test_an_untouched_stack_still_loads_and_names_its_weights(copy_of):
+    s = _load(copy_of)
+    assert s.checksums == {p.stem: ck.recorded_checksum(p) for p in sorted(copy_of.glob("*.safetensors"))}
+    assert s.clip.checksum == s.checksums["clip"] == ck.load_checked(copy_of / "clip.safetensors")[1]
+
+
+def test_a_stack_saved_before_checksums_loads_with_a_warning_and_can_be_sealed(copy_of):
+    """Old files (no recorded checksum; a stage's clip_checksum naming the CLIP file's bytes) load
+    with a warning; sealing records checksums without changing a tensor."""
+    import json
+
+    from safetensors.torch import save
+
+    from unclip_probe.backends.world.seal import seal_stack
+
+    before = {p.name: ck.load_weights(p) for p in copy_of.glob("*.safetensors")}
+    for p in copy_of.glob("*.safetensors"):
+        p.write_bytes(save(before[p.name], metadata={"stage": p.stem}))
+    old_clip = ck.file_checksum(copy_of / "clip.safetensors")
+    for cfg in ("decoder.json", "prior.json"):
+        data = json.loads((copy_of / cfg).read_text())
+        (copy_of / cfg).write_text(json.dumps({**data, "clip_checksum": old_clip}))
+    with pytest.warns(UserWarning, match="records no weights checksum"):
+        _load(copy_of)
+    done = seal_stack(copy_of)
+    assert set(done) == {p.name for p in copy_of.glob("*.safetensors")} | {"decoder.json", "prior.json"}
+    for p in copy_of.glob("*.safetensors"):
+        after = ck.load_weights(p)
+        assert after.keys() == before[p.name].keys()
+        assert all(torch.equal(after[k], v) for k, v in before[p.name].items())
+        assert ck.load_metadata(p)["stage"] == p.stem
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # sealed: no warning any more
+        s = _load(copy_of)
+    assert json.loads((copy_of / "decoder.json").read_text())["clip_checksum"] == s.clip.checksum
+    assert seal_stack(copy_of) == {}  # sealing twice changes nothing

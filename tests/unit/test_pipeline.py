@@ -69,7 +69,7 @@ def test_grayscale_rgba_and_oblong_images_are_converted_with_a_note_where_it_mat
 
 @pytest.mark.parametrize("call, arg", [
     (lambda p: p([], steps=2), "prompts"),
-    (lambda p: p(["a red circle"], prior="gan", steps=2), "kind"),
+    (lambda p: p(["a red circle"], prior="gan", steps=2), "prior"),  # __call__'s argument is `prior`
     (lambda p: p.prior(["a red circle"], kind="ar"), "kind"),  # not in this stack
     (lambda p: M.text_diff(p, world.render(world.sample_scenes(1)[0]), "a red circle", "a blue circle", thetas=[1.5]), "thetas"),
     (lambda p: M.text_diff(p, world.render(world.sample_scenes(1)[0]), " ", "a blue circle"), "src"),
@@ -100,7 +100,7 @@ def test_generate_command_writes_a_grid_and_names_bad_arguments(stack, tmp_path,
                  "--device", "cpu", "--out", str(out)]) == 0
     grid = Image.open(out)
     assert grid.width > 2 * 64 and grid.height > 2 * 64  # 2 x 2 captioned tiles
-    assert main(["generate", "a red circle", "--prior", "ar", "--checkpoints", str(stack), "--device", "cpu",
+    assert main(["generate", "a red circle", "--prior-kind", "ar", "--checkpoints", str(stack), "--device", "cpu",
                  "--out", str(out)]) == 2
     assert "no 'ar' prior" in capsys.readouterr().err
     assert main(["generate", "a red circle", "--n", "0", "--checkpoints", str(stack), "--out", str(out)]) == 2

@@ -64,3 +64,19 @@ def test_decoded_variations_of_the_attacked_images(pipe):
     assert all(0 <= dec[k] <= 1 for k in ("note_drawn", "note_says_word", "object_kept"))
     assert dec["note_says_word"] <= dec["note_drawn"]
     res.figure()  # the decoded panel is drawn
+
+
+def test_decodes_are_scored_by_clip_on_any_stack_and_by_the_oracle_only_on_the_world(pipe):
+    from unclip_probe.probes.typographic import decoded_variations
+
+    scenes = _scenes(3)
+    images = [world.render(s) for s in scenes]
+    truth = [s.objects[0].shape for s in scenes]
+    both = decoded_variations(pipe, images, "square", truth, steps=2, clip=pipe.clip, labels=list(world.SHAPES))
+    clip_only = decoded_variations(pipe, images, "square", truth, steps=2, clip=pipe.clip, labels=list(world.SHAPES),
+                                   oracle=False)
+    assert {"label_kept", "takes_word", "object_kept", "note_drawn"} <= set(both)
+    assert {"label_kept", "takes_word"} <= set(clip_only) and "object_kept" not in clip_only
+    pred = pipe.clip.zero_shot(clip_only["images"], list(world.SHAPES))["prediction"]  # the same classifier, by hand
+    assert clip_only["label_kept"] == pytest.approx(float((pred == truth).mean()))
+    assert clip_only["takes_word"] == pytest.approx(float((pred == "square").mean()))

@@ -20,3 +20,40 @@ def test_report_has_every_probe_with_inline_figures(stack, tmp_path, capsys):
 def test_report_names_a_missing_stack(tmp_path, capsys):
     assert main(["report", "--checkpoints", str(tmp_path / "nothing"), "--out", str(tmp_path / "r")]) == 2
     assert "folder" in capsys.readouterr().err
+
+
+def test_report_on_a_real_stack_and_a_users_images(tmp_path, capsys):
+    """Kandinsky 2.2 (tiny random models in its repositories' layout) with a folder of pictures and labels."""
+    import _tiny_real
+    from unclip_probe import world
+
+    folders = _tiny_real.tiny_kandinsky(tmp_path / "k")
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    for i, s in enumerate(world.sample_scenes(3, seed=4)):
+        world.render(s).save(pics / f"{i}.png")
+    with _tiny_real.one_thread():
+        code = main(["report", "--stack", "kandinsky-2.2", "--decoder", str(folders["decoder"]), "--prior",
+                     str(folders["prior"]), "--images", str(pics), "--labels", "circle,square,star",
+                     "--out", str(tmp_path / "r"), "--quick"])
+    assert code == 0, capsys.readouterr().err
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert re.findall(r"<section><h2>([^<]+)</h2>", page) == ["PCA reconstruction", "Typographic attack",
+                                                              "Attribute binding"]
+    assert "stack kandinsky-2.2" in page and "label_kept" in page and "clip_two_way" in page
+
+
+def test_report_flags_are_checked_before_anything_loads(tmp_path, capsys):
+    assert main(["report", "--stack", "kandinsky-2.3", "--out", str(tmp_path / "r")]) == 2
+    assert "--stack: got 'kandinsky-2.3'" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["report", "--checkpoints", "checkpoints/world", "--images", str(tmp_path / "empty"),
+                 "--labels", "a,b", "--out", str(tmp_path / "r")]) == 2
+    assert "--images: " in capsys.readouterr().err
+    from unclip_probe import world
+
+    pics = tmp_path / "one"
+    pics.mkdir()
+    world.render(world.sample_scenes(1)[0]).save(pics / "a.png")
+    assert main(["report", "--images", str(pics), "--out", str(tmp_path / "r")]) == 2
+    assert "--labels: a report on your images needs at least two" in capsys.readouterr().err

@@ -1,11 +1,15 @@
 """Conformance of every stack to the protocol of ``backends/base.py``: each member, the three
 manipulations (paper §3) and each probe, run on each stack in STACKS.
 
-The tiny random world stack runs in seconds; the shipped world stack is the integration case.
-A new backend adds its loader to STACKS and must pass the same module.
+Tiny random stacks of every kind (built by the tests from the same diffusers / transformers
+classes as the public models, saved in their repositories' layouts, loaded through
+``load_stack``) run in seconds; the shipped world stack is the integration case. A new backend
+adds its fixture to STACKS and must pass the same module.
 """
 import dataclasses
 from pathlib import Path
+
+import _tiny_real
 
 import pytest
 import torch
@@ -22,13 +26,53 @@ STEPS = 2  # sampling steps everywhere: the test checks the plumbing, the card m
 
 STACKS = [
     pytest.param("tiny_world", marks=pytest.mark.unit, id="world-tiny-random"),
+    pytest.param("tiny_kandinsky", marks=pytest.mark.unit, id="kandinsky-2.2-tiny-random"),
+    pytest.param("tiny_stable_unclip_h", marks=pytest.mark.unit, id="stable-unclip-h-tiny-random"),
+    pytest.param("tiny_stable_unclip_l", marks=pytest.mark.unit, id="stable-unclip-l-tiny-random"),
+    pytest.param("tiny_karlo", marks=pytest.mark.unit, id="karlo-tiny-random"),
     pytest.param("shipped_world", marks=pytest.mark.integration, id="world-shipped"),
 ]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    with _tiny_real.one_thread():  # tiny models: threads cost more than they give
+        yield
 
 
 @pytest.fixture(scope="module")
 def tiny_world(stack):
     return load_stack("world", stack, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def tiny_kandinsky(tmp_path_factory):
+    folders = _tiny_real.tiny_kandinsky(tmp_path_factory.mktemp("kandinsky"))
+    return load_stack("kandinsky-2.2", decoder=folders["decoder"], prior=folders["prior"], device="cpu")
+
+
+def _stable_unclip(tmp_path_factory, variant: str) -> Stack:
+    root = tmp_path_factory.mktemp(f"stable_unclip_{variant}")
+    return load_stack(f"stable-unclip-{variant}", _tiny_real.tiny_stable_unclip(root, variant), device="cpu",
+                      clip_text=_tiny_real.tiny_clip_text(root, variant))
+
+
+@pytest.fixture(scope="module")
+def tiny_stable_unclip_h(tmp_path_factory):
+    return _stable_unclip(tmp_path_factory, "h")
+
+
+@pytest.fixture(scope="module")
+def tiny_stable_unclip_l(tmp_path_factory):
+    return _stable_unclip(tmp_path_factory, "l")
+
+
+@pytest.fixture(scope="module")
+def tiny_karlo(tmp_path_factory):
+    from _tiny_karlo import tiny_karlo as build
+
+    root = tmp_path_factory.mktemp("karlo")
+    return load_stack("karlo", build(root), image_encoder=build(root, variations=True), device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +107,10 @@ def test_facts(s):
         s.defaults.decode.guidance = 9.0  # type: ignore[misc]
 
 
-def test_encoders_give_unit_embeddings(s):
-    assert _unit_rows(s.encode_image(_images(2)), 2, s.embed_dim)
+def test_encoders_give_the_decoders_embeddings_and_unit_clip_ones(s):
+    z = s.encode_image(_images(2))  # what decode takes: unit norm or CLIP's raw scale (base.py)
+    assert z.shape == (2, s.embed_dim) and torch.isfinite(z).all()
+    assert _unit_rows(s.clip.encode_image(_images(2)), 2, s.embed_dim)
     assert _unit_rows(s.encode_text(["a red circle", "a blue square"]), 2, s.embed_dim)
     assert "visual.hook_out" in s.clip.hook_names()  # the CLIP's hooks are reachable
     assert list(s.clip.zero_shot(_images(1), ["circle", "square"]).columns[:2]) == ["circle", "square"]
@@ -84,9 +130,10 @@ def test_noise_is_the_seeded_x_T_of_decode(s):
 
 def test_priors_and_their_absence(s):
     for kind in s.prior_kinds:
-        z = s.prior(["a red circle"], seed=1, kind=kind, steps=STEPS)
-        assert _unit_rows(z, 1, s.embed_dim)
-        assert torch.equal(z, s.prior(["a red circle"], seed=1, kind=kind, steps=STEPS))
+        steps = STEPS if kind == "diffusion" else None  # the AR prior takes one step per PCA code
+        z = s.prior(["a red circle"], seed=1, kind=kind, steps=steps)
+        assert z.shape == (1, s.embed_dim) and torch.isfinite(z).all()
+        assert torch.equal(z, s.prior(["a red circle"], seed=1, kind=kind, steps=steps))
     for kind in set(PRIOR_KINDS) - set(s.prior_kinds):
         with pytest.raises(ProbeInputError, match=f"^kind: the '{s.name}' stack has no"):
             s.prior(["a red circle"], kind=kind)
@@ -133,3 +180,13 @@ def test_probes(s):
                                     settings=probes.binding.SETTINGS[:3])
     assert "two-object prompts" in bind.table.index.get_level_values(0)
     assert set(bind.meta["clip"].index) == {"color", "relation"}
+
+
+def test_a_widget_update(s):
+    from unclip_probe.widgets import PCAExplorer
+
+    w = PCAExplorer(s, n_fit=40, steps=STEPS)
+    first, verdict = w.image.value, w.verdict.value
+    w.k.value = w.k.options[0][1]  # move the slider: a new decode, a new verdict, no error
+    assert w.image.value != first and w.verdict.value != verdict and w.live.errors.outputs == ()
+    assert ("oracle:" in w.verdict.value) == (s.name == "world")  # other stacks are read by their CLIP

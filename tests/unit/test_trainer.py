@@ -127,7 +127,7 @@ def test_budget_stop_checkpoints_then_resume_finishes(tmp_path: Path) -> None:
     done = train(ToyRecipe(), CFG, tmp_path, progress=False, budget_minutes=10)
     assert done.finished and done.steps_done == 20 and "eval_mse" in done.eval
     record = json.loads((tmp_path / "toy.summary.json").read_text())
-    assert record["steps_done"] == 20 and record["weights_checksum"] == ck.file_checksum(tmp_path / "toy.safetensors")
+    assert record["steps_done"] == 20 and record["weights_checksum"] == ck.load_checked(tmp_path / "toy.safetensors")[1]
     assert "torch" in record["machine"] and record["train_config"]["steps"] == 20
     assert not list(tmp_path.glob("*.tmp-*"))
     assert [json.loads(line)["step"] for line in (tmp_path / "toy.log.jsonl").read_text().splitlines()] == [
@@ -225,3 +225,32 @@ def test_ema_keeps_infinite_buffers_such_as_causal_masks_intact():
     ema.update(m, 0.9)
     assert torch.equal(ema.model.mask, m.mask)
     assert torch.allclose(ema.model.weight, 0.9 * (m.weight - 1.0) + 0.1 * m.weight)
+
+
+def test_the_same_run_in_another_process_writes_byte_identical_weights(tmp_path: Path, straight: Path) -> None:
+    """Byte stability (issue 21): the same tiny run, in a fresh interpreter, writes the same bytes,
+    so the weights checksum in the summary, the train state and the header agree across processes."""
+    script = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+              "from _toy_recipe import ToyRecipe\nfrom unclip_probe.train import TrainConfig, train\n"
+              f"train(ToyRecipe(), TrainConfig(**{json.dumps(CFG.__dict__)}), {str(tmp_path)!r}, progress=False)\n")
+    script = script.replace('"betas": [0.9, 0.99]', '"betas": (0.9, 0.99)')
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[2])}
+    subprocess.run([sys.executable, "-c", script], env=env, timeout=180, check=True)
+    for name in ("toy.safetensors", "toy.train.safetensors"):
+        assert (tmp_path / name).read_bytes() == (straight / name).read_bytes(), name
+    sums = [json.loads((d / "toy.summary.json").read_text())["weights_checksum"] for d in (tmp_path, straight)]
+    assert sums[0] == sums[1] == ck.recorded_checksum(straight / "toy.safetensors")
+    assert json.loads((tmp_path / "toy.train.json").read_text())["weights_checksum"] == \
+        ck.recorded_checksum(tmp_path / "toy.train.safetensors")
+
+
+def test_a_damaged_training_checkpoint_falls_back_to_the_previous_one(tmp_path: Path, straight: Path) -> None:
+    train(ToyRecipe(), CFG, tmp_path, progress=False, stop_after=10)  # pairs at step 5 (prev) and 10
+    path = tmp_path / "toy.train.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-64:] = bytes(b ^ 0xFF for b in data[-64:])  # bit rot in the tensors, the header intact
+    path.write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match=r"incomplete .*corrupted.*resuming from the previous one at step 5"):
+        summary = train(ToyRecipe(), CFG, tmp_path, progress=False)
+    assert (summary.start_step, summary.steps_done) == (5, 20)
+    _assert_matches_straight(tmp_path, straight)

@@ -11,6 +11,11 @@ Shapes: ``D`` = the CLIP embedding width (``embed_dim``); ``B`` = batch; the dec
 starting noise ``x_T`` has the decoder's own shape ``noise_shape`` = (C, h, w): pixels
 for a pixel-space decoder (world: (3, 32, 32)), latents for a latent one.
 
+Embeddings: ``encode_image`` and ``prior`` return what ``decode`` takes, at the scale the
+decoder was trained on: unit norm for the world stack and Karlo, the raw CLIP projection for
+Kandinsky 2.2 and Stable unCLIP (paper §2.1 feeds the decoder CLIP's embedding as CLIP emits
+it). ``clip.encode_image`` / ``encode_text`` are always unit norm (zero-shot, probes).
+
 A stack that lacks a part answers with one sentence naming itself, never an
 AttributeError: ``prior`` on a stack without one raises ``ProbeInputError`` from
 :func:`missing`; ``decode(prompts=...)`` on a decoder that reads no caption likewise
@@ -26,6 +31,9 @@ from PIL import Image
 from torch import Tensor
 
 from unclip_probe.errors import ProbeInputError, bad_input
+# The argument checks live in validate.py (one validation layer, docs/design.md §7); kept here by name.
+from unclip_probe.validate import embeddings as check_embeddings  # noqa: F401
+from unclip_probe.validate import prompts as check_prompts  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -91,7 +99,7 @@ class Stack(Protocol):
     @property
     def checksums(self) -> dict[str, str]: ...  # what a measurement names: weights -> checksum
 
-    def encode_image(self, images) -> Tensor: ...  # images (PIL / paths) -> (B, D) unit norm
+    def encode_image(self, images) -> Tensor: ...  # images (PIL / paths) -> (B, D): what decode takes
 
     def encode_text(self, prompts: Sequence[str]) -> Tensor: ...  # (B, D) unit norm
 
@@ -120,27 +128,15 @@ PROTOCOL_MEMBERS = frozenset({
 })
 
 
+def check_stack(value: object, argument: str = "stack") -> "Stack":
+    """``value`` if it offers every protocol member (looked up without running properties), else one
+    sentence naming the argument; probes, manipulations and widgets call it before any work."""
+    from unclip_probe.validate import has_members
+
+    return has_members(value, sorted(PROTOCOL_MEMBERS), argument,
+                       "a stack, e.g. up.load_stack('world', 'checkpoints/world')")
+
+
 def missing(stack_name: str, what: str, argument: str, hint: str = "") -> ProbeInputError:
     """The error for a part a stack lacks: one sentence naming the stack and the argument."""
     return bad_input(argument, f"the {stack_name!r} stack has no {what}" + (f"; {hint}" if hint else ""))
-
-
-def check_prompts(prompts: str | Sequence[str], argument: str = "prompts") -> list[str]:
-    """A prompt or a list of them, as a non-empty list of non-empty strings."""
-    if isinstance(prompts, str):
-        prompts = [prompts]
-    try:
-        prompts = list(prompts)
-    except TypeError:
-        raise bad_input(argument, f"expected a prompt or a list of prompts, got {type(prompts).__name__}") from None
-    if not prompts or not all(isinstance(p, str) and p.strip() for p in prompts):
-        raise bad_input(argument, "expected a non-empty list of non-empty strings")
-    return prompts
-
-
-def check_embeddings(z: object, dim: int, argument: str = "z") -> Tensor:
-    """CLIP embeddings (B, dim), as given (the caller moves them to its device)."""
-    if not isinstance(z, Tensor) or z.ndim != 2 or z.shape[1] != dim:
-        got = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
-        raise bad_input(argument, f"expected CLIP image embeddings (B, {dim}), got {got}")
-    return z

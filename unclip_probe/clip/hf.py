@@ -89,13 +89,14 @@ class HFClipModel(ClipModel):
             if path is None:
                 return None
             path = Path(path)
-            if not (path / "config.json").is_file() and not (path / "preprocessor_config.json").is_file() \
-                    and not (path / "vocab.json").is_file():
+            if not any((path / f).is_file() for f in ("config.json", "preprocessor_config.json", "vocab.json",
+                                                       "tokenizer.json")):
                 raise bad_input(argument, f"{str(path)!r} is not a transformers {what} folder "
-                                          "(expected a config.json, or vocab.json + merges.txt for a tokenizer)")
+                                          "(expected a config.json, or a tokenizer's vocab.json / tokenizer.json)")
             return path
 
-        ie, te = folder(image_encoder, "image_encoder", "CLIP vision"), folder(text_encoder, "text_encoder", "CLIP text")
+        ie = folder(image_encoder, "image_encoder", "CLIP vision")
+        te = folder(text_encoder, "text_encoder", "CLIP text")
         tk, ip = folder(tokenizer, "tokenizer", "CLIP tokenizer"), folder(image_processor, "image_processor",
                                                                             "image processor")
         kw = {"local_files_only": True, "torch_dtype": dtype}
@@ -154,7 +155,8 @@ class HFClipModel(ClipModel):
                              return_tensors="pt")["input_ids"]
         return ids.to(self.device)
 
-    def _text_forward(self, texts) -> tuple[Tensor, Tensor, Tensor]:
+    @torch.no_grad()
+    def text_features(self, texts) -> tuple[Tensor, Tensor, Tensor]:
         """(raw text embedding (B, D), last hidden state (B, L, W), mask (B, L)) in one pass."""
         ids = self.tokenize(texts)
         eot = self.tokenizer.eos_token_id
@@ -171,7 +173,7 @@ class HFClipModel(ClipModel):
     @torch.no_grad()
     def text_embeds(self, texts: str | Sequence[str]) -> Tensor:
         """Raw projected text embeddings (B, D), as the towers emit them."""
-        return self._text_forward(texts)[0]
+        return self.text_features(texts)[0]
 
     @torch.no_grad()
     def encode_text(self, texts: str | Sequence[str]) -> Tensor:
@@ -180,12 +182,12 @@ class HFClipModel(ClipModel):
     @torch.no_grad()
     def encode_text_tokens(self, texts: str | Sequence[str]) -> tuple[Tensor, Tensor]:
         """(last hidden state (B, L, W), mask (B, L) bool): the per-token features a decoder reads."""
-        _, hidden, mask = self._text_forward(texts)
+        _, hidden, mask = self.text_features(texts)
         return hidden, mask
 
     @torch.no_grad()
     def encode_text_and_tokens(self, texts: str | Sequence[str]) -> tuple[Tensor, Tensor, Tensor]:
-        emb, hidden, mask = self._text_forward(texts)
+        emb, hidden, mask = self.text_features(texts)
         return F.normalize(emb, dim=-1), hidden, mask
 
     # ---------------------------------------------------------------- images
@@ -250,7 +252,8 @@ def _layer_points(prefix: str, layers: nn.ModuleList) -> dict[str, clip_hooks.Po
     return out
 
 
-def hf_hook_points(vision: nn.Module | None, text: nn.Module | None, text_out: nn.Module) -> dict[str, clip_hooks.Point]:
+def hf_hook_points(vision: nn.Module | None, text: nn.Module | None,
+                   text_out: nn.Module) -> dict[str, clip_hooks.Point]:
     """Hook names of transformers CLIP towers (see the module docstring) -> Point."""
     P = clip_hooks.Point
     points: dict[str, clip_hooks.Point] = {}

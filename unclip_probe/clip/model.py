@@ -37,6 +37,7 @@ from unclip_probe import checkpoints as ckpt
 from unclip_probe.clip import hooks as clip_hooks
 from unclip_probe.device import resolve_device  # noqa: F401  (re-exported)
 from unclip_probe.errors import ProbeInputError, bad_input
+from unclip_probe.validate import renamed
 from unclip_probe.clip.tokenizer import WorldTokenizer
 
 ImageInput = Union[Image.Image, str, os.PathLike, Tensor, Sequence[Union[Image.Image, str, os.PathLike]]]
@@ -124,6 +125,28 @@ def _offline() -> Iterator[None]:
             os.environ["HF_HUB_OFFLINE"] = old
 
 
+def check_open_clip_config(config: dict, source: str) -> None:
+    """Refuse keys open_clip's CLIP does not take, at any level, naming ``source`` and the key
+    (open_clip itself would fail with ``__init__() got an unexpected keyword argument``)."""
+    import dataclasses
+    import inspect
+
+    from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
+
+    top = [p for p in inspect.signature(CLIP.__init__).parameters if p != "self"] + ["custom_text"]
+    levels = [("open_clip_config", config, top)]
+    for key, cls in (("vision_cfg", CLIPVisionCfg), ("text_cfg", CLIPTextCfg)):
+        if isinstance(config.get(key), dict):
+            levels.append((f"open_clip_config.{key}", config[key], [f.name for f in dataclasses.fields(cls)]))
+    for where, part, valid in levels:
+        unknown = sorted(set(part) - set(valid))
+        if unknown:
+            close = get_close_matches(unknown[0], valid, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise bad_input(f"{source} ({where})", f"unknown key(s) {', '.join(map(repr, unknown))} for open_clip"
+                                                   f"{hint}; valid keys are {', '.join(valid)}")
+
+
 def build_clip_model(cfg: ClipConfig) -> nn.Module:
     """A randomly initialised open_clip CLIP for ``cfg`` (registered with open_clip under ``cfg.name``)."""
     _register(cfg)
@@ -141,9 +164,9 @@ def save_clip(model: nn.Module, cfg: ClipConfig, folder: str | os.PathLike) -> s
     model = getattr(model, "model", model)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    ckpt.save_weights(model.state_dict(), folder / WEIGHTS, metadata={"name": cfg.name})
+    checksum = ckpt.save_weights(model.state_dict(), folder / WEIGHTS, metadata={"name": cfg.name})
     ckpt.save_config(cfg, folder / CONFIG)
-    return ckpt.file_checksum(folder / WEIGHTS)
+    return checksum
 
 
 # ----------------------------------------------------------------------------- loading
@@ -212,11 +235,12 @@ def load_clip(source: str | os.PathLike, pretrained: str | os.PathLike | None = 
             if str(folder / CONFIG) in str(e):
                 raise
             raise bad_input(str(folder / CONFIG), str(e)) from None
+        check_open_clip_config(cfg.open_clip_config, str(folder / CONFIG))
+        state, checksum = ckpt.load_checked(folder / WEIGHTS, warn_unrecorded=True)  # refuses a damaged file
         model = build_clip_model(cfg)
-        ckpt.load_state_into(model, ckpt.load_weights(folder / WEIGHTS), source=str(folder / WEIGHTS))
+        ckpt.load_state_into(model, state, source=str(folder / WEIGHTS))
         return ClipModel(model, cfg.tokenizer(), image_mean=cfg.image_mean, image_std=cfg.image_std,
-                         device=dev, source=f"world checkpoint {folder}",
-                         checksum=ckpt.file_checksum(folder / WEIGHTS))
+                         device=dev, source=f"world checkpoint {folder}", checksum=checksum)
     models = open_clip.list_models()
     if not isinstance(source, str) or source not in models:
         close = get_close_matches(str(source), models, n=5, cutoff=0.5)
@@ -457,7 +481,8 @@ class ClipModel:
         if isinstance(templates, str) or not templates or not all("{}" in t for t in templates):
             raise bad_input("templates", "expected a non-empty list of strings each containing '{}'")
         n_t = len(templates)
-        z = self.encode_text([t.format(label) for label in labels for t in templates])  # (n_labels * n_t, D)
+        with renamed(texts="labels"):  # a label the tokenizer cannot read is the caller's `labels`
+            z = self.encode_text([t.format(label) for label in labels for t in templates])  # (n_labels * n_t, D)
         z = F.normalize(z.view(len(labels), n_t, -1).mean(1), dim=-1)  # (n_labels, D)
         probs = (self._scale() * self.encode_image(images) @ z.T).softmax(-1).cpu().numpy()  # (B, n_labels)
         table = pd.DataFrame(probs, columns=list(labels))

@@ -120,7 +120,7 @@ if __name__ == "__main__":
     import sys
     from pathlib import Path
 
-    from unclip_probe.checkpoints import file_checksum
+    from unclip_probe.checkpoints import checksum_of
     from unclip_probe.clip import load_clip
     from unclip_probe.backends.world.stages import load_decoder
 
@@ -140,7 +140,7 @@ if __name__ == "__main__":
     clip = load_clip(args.folder)
     out = {"n": args.n, "steps": args.steps, "with_caption": args.with_caption,
            "command": "python -m unclip_probe.eval.decoder " + " ".join(sys.argv[1:]),
-           "weights_checksum": file_checksum(Path(args.folder) / f"{args.name}.safetensors"),
+           "weights_checksum": checksum_of(Path(args.folder) / f"{args.name}.safetensors"),
            "clip_checksum": clip.checksum, "seed": args.seed}
     for gs in args.guidance:
         out[f"guidance_{gs:g}"] = reconstruction_accuracy(unet, cfg, clip, args.n, args.steps, gs, args.with_caption,

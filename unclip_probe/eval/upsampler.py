@@ -50,7 +50,7 @@ if __name__ == "__main__":
     import sys
     from pathlib import Path
 
-    from unclip_probe.checkpoints import file_checksum
+    from unclip_probe.checkpoints import checksum_of
     from unclip_probe.backends.world.stages import load_upsampler
 
     p = argparse.ArgumentParser()
@@ -61,5 +61,5 @@ if __name__ == "__main__":
     unet, cfg = load_upsampler(args.folder)
     out = upsampler_quality(unet, cfg, args.n, args.steps)
     out.update(command="python -m unclip_probe.eval.upsampler " + " ".join(sys.argv[1:]),
-               weights_checksum=file_checksum(Path(args.folder) / "upsampler.safetensors"))
+               weights_checksum=checksum_of(Path(args.folder) / "upsampler.safetensors"))
     print(json.dumps(out, indent=2))

@@ -35,6 +35,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .. import validate
+from ..backends.base import check_stack
 from ..errors import ProbeInputError, bad_input
 from ..world import SHAPES, Obj, Scene, WorldConfig, detect, render, sample_scenes
 from ..world.captions import RELATION_PHRASES, join_phrases, object_phrase
@@ -91,11 +93,9 @@ def swapped_pair(scene: Scene, kind: str) -> tuple[str, Scene, str]:
 def clip_binding(clip, n: int = 200, seed: int = 0, swaps: Sequence[str] = SWAPS) -> ProbeResult:
     """ARO two-way accuracy and Winoground text / image / group scores of any ClipModel on n world
     scene pairs per kind of swap. Table: one row per swap kind."""
-    if not isinstance(n, int) or n < 1:
-        raise bad_input("n", f"expected a positive number of scene pairs, got {n!r}")
-    for kind in swaps:
-        if kind not in SWAPS:
-            raise bad_input("swaps", f"expected kinds among {SWAPS}, got {kind!r}")
+    validate.clip(clip)
+    n, seed = validate.count(n, "n"), validate.seed(seed)
+    _check_swaps(swaps)
     scenes = binding_scenes(n, seed)
     i0 = clip.encode_image([render(s) for s in scenes])  # (n, D), unit norm; every kind swaps from these
     rows = []
@@ -129,11 +129,33 @@ def swap_similarities(clip, prompt: str) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------- generation side
+def _check_swaps(swaps: object) -> None:
+    if isinstance(swaps, str) or not validate.prompts(swaps, "swaps"):
+        raise bad_input("swaps", f"expected a list of swap kinds among {SWAPS}, got {swaps!r}")
+    for kind in swaps:
+        validate.choice(kind, SWAPS, "swaps")
+
+
+def check_generation(n: int, seed: int, steps, guidance, stack_seeds: int, settings, prior_steps,
+                      n_name: str = "n") -> None:
+    """generation_binding's arguments, checked before any work."""
+    validate.count(n, n_name), validate.seed(seed), validate.steps(steps), validate.guidance(guidance)
+    validate.count(stack_seeds, "stack_seeds", minimum=0), validate.steps(prior_steps, "prior_steps")
+    feeds = ("prior", "text", "true")
+    if isinstance(settings, (str, bytes)) or not isinstance(settings, (list, tuple)) or not settings or not all(
+            isinstance(x, tuple) and len(x) == 3 and all(isinstance(v, str) for v in x) and x[2] in feeds
+            for x in settings):
+        raise bad_input("settings", f"expected a non-empty list of (label, decoder name, feed) with feed among "
+                                    f"{feeds}, as in binding.SETTINGS, got {settings!r}")
+
+
 def _prompt_scenes(prompts: Sequence[str]) -> list[Scene]:
     """Scenes to render for prompts the user typed: the said attributes, else large objects left and right."""
-    if isinstance(prompts, str) or not prompts:
-        raise bad_input("prompts", "expected a non-empty list of two-object prompts")
+    if isinstance(prompts, str):
+        raise bad_input("prompts", f"expected a list of two-object prompts, got the single string {prompts!r} "
+                                   f"(write [{prompts!r}])")
     out = []
+    prompts = validate.prompts(prompts)
     for p in prompts:
         spec = parse_caption(p)
         objs = spec.objects
@@ -171,6 +193,24 @@ def _summary(reads: list[dict[str, bool]]) -> dict[str, float]:
             "swapped": float(np.mean([r["swapped"] for r in reads])), "n": len(reads)}
 
 
+def _two_way(clip, said: Sequence[str], swapped: Sequence[str]):
+    """images -> share whose CLIP embedding is closer to its `said` caption than to its `swapped` one."""
+    t_said, t_swap = clip.encode_text(list(said)), clip.encode_text(list(swapped))  # (B, D) each
+
+    def score(images) -> float:
+        e = clip.encode_image(list(images))  # (B, D)
+        return float(((e * t_said).sum(-1) > (e * t_swap).sum(-1)).float().mean())
+    return score
+
+
+def _stack_prompt(scene: Scene, swap: bool) -> str:
+    """'a red circle above a blue circle' (or the colours exchanged) for a Fig. 15 scene."""
+    top, bottom = scene.objects
+    a, b = (bottom.color, top.color) if swap else (top.color, bottom.color)
+    return f"{object_phrase(Obj(top.shape, a, 'large', 'top'), size=False)} above " \
+           f"{object_phrase(Obj(top.shape, b, 'large', 'center'), size=False)}"
+
+
 def stacked_scenes(color_top: str = "red", color_bottom: str = "blue") -> list[Scene]:
     """Fig. 15's test: for every shape X, a large `color_top` X directly above a large `color_bottom` X."""
     return [Scene((Obj(x, color_top, "large", "top"), Obj(x, color_bottom, "large", "center"))) for x in SHAPES]
@@ -188,12 +228,19 @@ def _read_stack(scene: Scene, reading: Scene) -> dict[str, bool]:
 @torch.no_grad()
 def generation_binding(stack, prompts: Sequence[str] | None = None, n: int = 32, seed: int = 0,
                        steps: int | None = None, guidance: float | None = None, stack_seeds: int = 4,
-                       settings=SETTINGS, stacks: dict | None = None, prior_steps: int | None = None) -> ProbeResult:
-    """Oracle-read binding of two-object prompts under each setting (see SETTINGS), and Fig. 15's
-    stacked-objects test. prompts: two-object prompts (default: n world prompts). Settings whose
-    decoder the stack lacks are skipped (listed in meta['skipped']). Decodes are not upsampled.
-    steps / guidance / prior_steps None: the stack's defaults. stacks: other decoders of the stack,
-    already loaded (``stack.with_decoder(name)``), by decoder name."""
+                       settings=SETTINGS, stacks: dict | None = None, prior_steps: int | None = None,
+                       oracle: bool | None = None) -> ProbeResult:
+    """Binding of two-object prompts under each setting (see SETTINGS), and Fig. 15's stacked-objects
+    test. Every decode is scored by the stack's CLIP, two-way (``clip_two_way``: the decode is closer
+    to its prompt than to the prompt with the colours exchanged, ARO style; chance 50 %); on the world
+    (``oracle``, default: the world stack) the oracle also reads which colour went on which shape.
+    prompts: two-object prompts (default: n world prompts). Settings whose decoder or prior the stack
+    lacks are skipped (listed in meta['skipped']). Decodes are not upsampled. steps / guidance /
+    prior_steps None: the stack's defaults. stacks: other decoders of the stack, already loaded
+    (``stack.with_decoder(name)``), by decoder name."""
+    check_stack(stack)
+    check_generation(n, seed, steps, guidance, stack_seeds, settings, prior_steps)
+    oracle = stack.name == "world" if oracle is None else oracle
     scenes = binding_scenes(n, seed) if prompts is None else _prompt_scenes(prompts)
     prompts = [binding_prompt(s) for s in scenes] if prompts is None else list(prompts)
     decoders, skipped = {"decoder": stack, **(stacks or {})}, []
@@ -203,36 +250,47 @@ def generation_binding(stack, prompts: Sequence[str] | None = None, n: int = 32,
                 decoders[name] = stack.with_decoder(name)
             except ProbeInputError:  # a stack without that decoder: say so, measure the rest
                 skipped.append(name)
+    if "diffusion" not in stack.prior_kinds:  # a stack without a prior: its unCLIP settings cannot run
+        skipped.append("prior")
+        settings = [s for s in settings if s[2] != "prior"]
     rows, images = [], {}
-    z_true = stack.clip.encode_image([render(s) for s in scenes])
+    z_true = stack.encode_image([render(s) for s in scenes])  # (B, D): what the decoder takes
     feeds = {"true": z_true, "text": torch.zeros_like(z_true)}  # the text-only decoder ignores its embedding
     if any(feed == "prior" for _, name, feed in settings if name in decoders):
         feeds["prior"] = stack.prior(prompts, seed=seed, kind="diffusion", steps=prior_steps)
+    swapped = [binding_prompt(swapped_twin(s)) for s in scenes]
+    two_way = _two_way(stack.clip, prompts, swapped)
     B = len(prompts)
     x_T = stack.noise(B, seed)  # (B, *noise_shape): one noise for every setting
     decoded = {}
     for name in dict.fromkeys(n for _, n, _ in settings if n in decoders):  # one batched call per decoder
         mine = [(label, feed) for label, n, feed in settings if n == name]
         z = torch.cat([feeds[feed] for _, feed in mine])  # (k B, D)
-        imgs = decoders[name].decode(z, seed=seed, prompts=prompts * len(mine), guidance=guidance, steps=steps,
+        caption = prompts * len(mine) if decoders[name].reads_caption else None
+        imgs = decoders[name].decode(z, seed=seed, prompts=caption, guidance=guidance, steps=steps,
                                      x_T=x_T.repeat(len(mine), *[1] * (x_T.ndim - 1)), upsample=False)
         decoded.update({label: imgs[i * B:(i + 1) * B] for i, (label, _) in enumerate(mine)})
     for label, name, _ in settings:
         if label not in decoded:
             continue
         images[label] = imgs = decoded[label]
-        rows.append({"test": "two-object prompts", "setting": label, "decoder": name,
-                     **_summary([read_binding(s.objects, detect(im)) for s, im in zip(scenes, imgs)])})
-    stacked = stacked_scenes() if stack_seeds else []
-    z_stack = stack.clip.encode_image([render(s) for s in stacked]).repeat_interleave(stack_seeds, 0) if stacked else None
+        read = _summary([read_binding(s.objects, detect(im)) for s, im in zip(scenes, imgs)]) if oracle else {}
+        rows.append({"test": "two-object prompts", "setting": label, "decoder": name, **read,
+                     "clip_two_way": two_way(imgs), "n": len(imgs)})
+    unique = stacked_scenes() if stack_seeds else []
+    stacked = [s for s in unique for _ in range(stack_seeds)]
+    z_stack = stack.encode_image([render(s) for s in unique]).repeat_interleave(stack_seeds, 0) if unique else None
+    if stacked:
+        said = [_stack_prompt(s, swap=False) for s in stacked]
+        stack_two_way = _two_way(stack.clip, said, [_stack_prompt(s, swap=True) for s in stacked])
     for name, d in decoders.items() if stacked else ():
         if not d.reads_embedding:
             continue  # Fig. 15 reconstructs from the image embedding alone
         imgs = d.decode(z_stack, seed=seed + 1, guidance=guidance, steps=steps, upsample=False)  # no caption
         images[f"red X above blue X: {name}"] = imgs
-        reads = [_read_stack(s, detect(im)) for s, im in zip([s for s in stacked for _ in range(stack_seeds)], imgs)]
+        read = _summary([_read_stack(s, detect(im)) for s, im in zip(stacked, imgs)]) if oracle else {}
         rows.append({"test": "red X above blue X (Fig. 15)", "setting": f"{name}, image embedding only",
-                     "decoder": name, **_summary(reads)})
+                     "decoder": name, **read, "clip_two_way": stack_two_way(imgs), "n": len(imgs)})
     table = pd.DataFrame(rows).set_index(["test", "setting"])
     meta = {"prompts": prompts, "skipped": skipped, "images": images, "stack_seeds": stack_seeds}
     return ProbeResult("Attribute binding: generation", table, [im for v in images.values() for im in v], _draw, meta)
@@ -241,6 +299,12 @@ def generation_binding(stack, prompts: Sequence[str] | None = None, n: int = 32,
 def attribute_binding(stack, prompts: Sequence[str] | None = None, n_clip: int = 200, n_gen: int = 32,
                       seed: int = 0, **gen_kw) -> ProbeResult:
     """Both halves: the generation result, with the CLIP-side table in meta['clip'] (and in its HTML)."""
+    check_stack(stack)
+    validate.count(n_clip, "n_clip")  # every check before the generation half, the slow one
+    check_generation(n_gen, seed, gen_kw.get("steps"), gen_kw.get("guidance"), gen_kw.get("stack_seeds", 4),
+                      gen_kw.get("settings", SETTINGS), gen_kw.get("prior_steps"), n_name="n_gen")
+    if prompts is not None:
+        _prompt_scenes(prompts)
     gen = generation_binding(stack, prompts, n=n_gen, seed=seed, **gen_kw)
     side = clip_binding(stack.clip, n=n_clip, seed=seed)
     gen.title = "Attribute binding"

@@ -16,16 +16,29 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from .. import validate
+from ..backends.base import check_stack
 from ..errors import ProbeInputError, bad_input
 from ..world import draw_note
 from ..world.oracle import as_rgb_image
-from .result import ProbeResult, image_list
+from .result import ProbeResult
 
 DEFAULT_BOX = (0.5, 0.04, 0.96, 0.3)  # (x0, y0, x1, y1) as fractions of the image: a note at the top right
 
 
+def check_box(box: object) -> tuple[float, float, float, float]:
+    """A note's box (x0, y0, x1, y1) as fractions of the image, x0 < x1 and y0 < y1."""
+    values = validate.number_list(box, "box", minimum=0.0, maximum=1.0, what="fractions (x0, y0, x1, y1)")
+    if len(values) != 4 or not (values[0] < values[2] and values[1] < values[3]):
+        raise bad_input("box", f"expected (x0, y0, x1, y1) as fractions with x0 < x1 and y0 < y1, got {box!r}")
+    return tuple(values)
+
+
 def attack_images(images: Sequence, word: str, box: tuple[float, float, float, float] = DEFAULT_BOX) -> list:
     """Copies of the images (PIL or paths) with a note saying `word` at `box`, given as fractions of each image."""
+    images, box = validate.images(images), check_box(box)
+    if not isinstance(word, str) or not word.strip():
+        raise bad_input("word", f"expected a non-empty attack word, got {word!r}")
     out = []
     for im in images:
         pil = as_rgb_image(im, "images")
@@ -64,12 +77,22 @@ def typographic_attack(clip, images: Sequence, labels: Sequence[str], word: str,
     given) and of the word, before and after. meta: OCA before / after and TCR after (with
     true_labels). images: PIL images or paths; labels: class names filled into the templates.
 
-    stack: a world stack; then the first `n_decode` attacked images are also decoded from their
-    CLIP image embedding (no caption; paper §4: does the decoder draw the object or the word?)
-    and read by the oracle: meta['decoded'] holds the images and the shares that show the true
-    object (labels as world shape names), any note, and a note reading the attack word.
+    stack: any stack; then the first `n_decode` attacked images are also decoded from their
+    image embedding (no caption; paper §4: does the decoder draw the object or the word?) and
+    the decodes scored by the same zero-shot classifier: meta['decoded'] holds the images, the
+    share whose prediction is the true label (``label_kept``, with true_labels) and the
+    share whose prediction is the word (``takes_word``); on the world stack the oracle
+    also reads them (the true object drawn, any note, a note reading the attack word).
     """
-    images = image_list(images)
+    validate.clip(clip, needs=("zero_shot", "tokenize"))
+    images, labels, box = validate.images(images), validate.labels(labels), check_box(box)
+    if isinstance(templates, str) or not all("{}" in t for t in validate.prompts(templates, "templates")):
+        raise bad_input("templates", f"expected a list of strings each containing '{{}}', got {templates!r}")
+    if true_labels is not None:
+        true_labels = validate.prompts(true_labels, "true_labels")
+    if stack is not None:
+        check_stack(stack)
+        validate.count(n_decode, "n_decode"), validate.seed(seed), validate.steps(decode_steps, "decode_steps")
     if not isinstance(word, str) or not word.strip():
         raise bad_input("word", f"expected a non-empty attack word, got {word!r}")
     try:  # the word must fit the model's vocabulary and context in every template
@@ -95,23 +118,33 @@ def typographic_attack(clip, images: Sequence, labels: Sequence[str], word: str,
         meta["oca_before"] = float(np.mean(before["prediction"] == true))
         meta["oca_after"] = float(np.mean(after["prediction"] == true))
     if stack is not None:
-        meta["decoded"] = decoded_variations(stack, attacked[:n_decode], word, true_labels, seed, decode_steps)
+        meta["decoded"] = decoded_variations(stack, attacked[:n_decode], word, true_labels, seed, decode_steps,
+                                             clip=clip, labels=labels, templates=templates)
     return ProbeResult("Typographic attack", table, images + attacked, _draw, meta)
 
 
 def decoded_variations(stack, attacked: Sequence, word: str, true_labels: Sequence[str] | None = None,
-                       seed: int = 0, steps: int = 25) -> dict:
-    """Decode attacked images from their world-CLIP image embeddings alone and read them with the oracle."""
-    from ..world import detect
+                       seed: int = 0, steps: int = 25, *, clip=None, labels: Sequence[str] | None = None,
+                       templates: Sequence[str] = ("a {}",), oracle: bool | None = None) -> dict:
+    """Decode attacked images from their image embeddings alone (no caption) and score the decodes:
+    with `clip` and `labels`, by zero-shot (label kept, word taken); on the world, by the oracle too."""
+    z = stack.encode_image(list(attacked))  # (n, D): what the decoder takes
+    imgs = stack.decode(z, seed=seed, steps=steps)  # the caption-dropped decoder (as Fig. 6's variations)
+    out: dict = {"images": imgs, "n": len(imgs)}
+    if clip is not None and labels is not None:
+        pred = clip.zero_shot(imgs, list(labels), templates)["prediction"]
+        out["takes_word"] = float(np.mean(pred == word))
+        if true_labels is not None:
+            out["label_kept"] = float(np.mean(pred == list(true_labels)[:len(imgs)]))
+    if stack.name == "world" if oracle is None else oracle:
+        from ..world import detect
 
-    z = stack.clip.encode_image(list(attacked))  # (n, D)
-    imgs = stack.decode(z, seed=seed, steps=steps)  # 64 px, the caption-dropped decoder (as Fig. 6's variations)
-    reads = [detect(im) for im in imgs]
-    out = {"images": imgs, "n": len(imgs),
-           "note_drawn": float(np.mean([r.note is not None for r in reads])),
-           "note_says_word": float(np.mean([r.note is not None and r.note.word == word for r in reads]))}
-    if true_labels is not None:
-        out["object_kept"] = float(np.mean([any(o.shape == t for o in r.objects) for r, t in zip(reads, true_labels)]))
+        reads = [detect(im) for im in imgs]
+        out["note_drawn"] = float(np.mean([r.note is not None for r in reads]))
+        out["note_says_word"] = float(np.mean([r.note is not None and r.note.word == word for r in reads]))
+        if true_labels is not None:
+            out["object_kept"] = float(np.mean([any(o.shape == t for o in r.objects)
+                                                for r, t in zip(reads, true_labels)]))
     return out
 
 

@@ -55,16 +55,46 @@ STAGES = {
 }
 
 
+CLIP_STAGES = ("decoder", "decoder-text", "prior", "ar-prior")  # the stages that read --clip
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    """The flags of `train`, each error naming its flag (docs/design.md §7)."""
+    from .. import validate
+
+    for flag, minimum in (("steps", 1), ("batch_size", 1), ("warmup_steps", 0), ("checkpoint_every", 1),
+                          ("seed", 0), ("data_seed", 0)):
+        validate.count(getattr(args, flag), "--" + flag.replace("_", "-"), minimum=minimum)
+    if args.workers is not None:
+        validate.count(args.workers, "--workers")
+    validate.number(args.lr, "--lr", above=0.0, what="a learning rate")
+    validate.number(args.weight_decay, "--weight-decay", minimum=0.0)
+    validate.number(args.ema_decay, "--ema-decay", minimum=0.0, maximum=0.999999, what="an EMA decay below 1")
+    if args.budget_minutes is not None:
+        validate.number(args.budget_minutes, "--budget-minutes", above=0.0, what="a number of minutes")
+    validate.fraction(args.note_prob, "--note-prob"), validate.fraction(args.hard_negatives, "--hard-negatives")
+    if args.init_from is not None:
+        validate.input_file(args.init_from, "--init-from")
+    if args.stage in CLIP_STAGES:
+        validate.input_folder(args.clip, "--clip", files=("clip.json", "clip.safetensors"))
+    validate.output_path(args.out, "--out", folder=True)
+    from ..device import resolve_device
+
+    with validate.renamed(device="--device"):
+        resolve_device(args.device)
+
+
 def _cmd_train(args: argparse.Namespace) -> None:
-    from ..errors import bad_input
+    from ..errors import bad_input, one_of
     from .trainer import TrainConfig, train
 
     if args.stage not in STAGES:
-        raise bad_input("stage", f"expected one of {sorted(STAGES)}, got {args.stage!r}")
+        raise bad_input("stage", one_of(args.stage, list(STAGES)))
     make, defaults = STAGES[args.stage]
     for k, v in defaults.items():
         if getattr(args, k) is None:
             setattr(args, k, v)
+    _check_args(args)  # every flag, before a recipe starts its renderers or reads a CLIP
     recipe = make(args)
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
                       weight_decay=args.weight_decay, checkpoint_every=args.checkpoint_every, seed=args.seed,

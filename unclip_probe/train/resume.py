@@ -2,8 +2,9 @@
 
 Everything needed for an exact resume, without pickle: raw weights, EMA weights,
 AdamW moments and RNG states as tensors in safetensors; step counts, scalars and
-the TrainConfig in JSON. The JSON is written last and names the sha256 of the
-tensors file, so a half-written pair is detectable. Before a new pair is written
+the TrainConfig in JSON. The JSON is written last and names the weights checksum
+of the tensors file (which that file also records, checked on every load), so a
+half-written, torn or damaged pair is detectable. Before a new pair is written
 the current complete pair is kept as ``<name>.train.prev.*`` (hard link, or a
 copy where links are not possible), so at every instant at least one complete
 pair exists: a run killed mid-write never loses the last good checkpoint
@@ -22,8 +23,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from unclip_probe.checkpoints import atomic_write_bytes, file_checksum, load_weights, save_weights
-from unclip_probe.errors import bad_input
+from unclip_probe.checkpoints import atomic_write_bytes, file_checksum, load_checked, save_weights
+from unclip_probe.errors import ProbeInputError, bad_input
 
 FORMAT = "unclip-probe/train-state/1"
 
@@ -93,21 +94,26 @@ def _link_or_copy(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
-def _complete(weights: Path, meta: Path) -> tuple[dict[str, Any] | None, str]:
-    """(parsed JSON, "") when the pair is complete and consistent, else (None, why not)."""
+def _complete(weights: Path, meta: Path) -> tuple[dict[str, Any] | None, str, dict[str, Tensor] | None]:
+    """(parsed JSON, "", tensors) when the pair is complete and consistent, else (None, why not, None)."""
     if not meta.is_file():
-        return None, f"{meta.name} missing"
+        return None, f"{meta.name} missing", None
     try:
         info = json.loads(meta.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError):
-        return None, f"{meta.name} is not valid JSON"
+        return None, f"{meta.name} is not valid JSON", None
     if not isinstance(info, dict) or info.get("format") != FORMAT:
-        return None, f"{meta.name} is not a {FORMAT} file"
+        return None, f"{meta.name} is not a {FORMAT} file", None
     if not weights.is_file():
-        return None, f"{weights.name} missing"
-    if file_checksum(weights) != info.get("weights_checksum"):
-        return None, f"{weights.name} does not match the checksum in {meta.name} (half-written)"
-    return info, ""
+        return None, f"{weights.name} missing", None
+    try:
+        tensors, checksum = load_checked(weights)  # a damaged tensors file is refused here
+    except ProbeInputError as err:
+        return None, str(err).rstrip("."), None
+    # a pair written before issue 21 names the file's bytes instead of its tensors
+    if info.get("weights_checksum") != checksum and info.get("weights_checksum") != file_checksum(weights):
+        return None, f"{weights.name} does not match the checksum in {meta.name} (half-written)", None
+    return info, "", tensors
 
 
 def save_train_state(out_dir: Path, name: str, *, step: int, total_seconds: float, last_loss: float | None,
@@ -117,7 +123,7 @@ def save_train_state(out_dir: Path, name: str, *, step: int, total_seconds: floa
     """Write the pair: keep the current complete pair as prev, then tensors, then the JSON last."""
     w, j = pair_paths(out_dir, name)
     pw, pj = pair_paths(out_dir, name, prev=True)
-    if _complete(w, j)[0] is not None:  # a torn current pair is never allowed to replace a good prev
+    if _complete(w, j)[0] is not None:  # a torn or damaged current pair never replaces a good prev
         _link_or_copy(w, pw)
         _link_or_copy(j, pj)
     opt_tensors, opt_scalars = flatten_optimizer(optimizer_sd)
@@ -125,12 +131,12 @@ def save_train_state(out_dir: Path, name: str, *, step: int, total_seconds: floa
     tensors.update({f"ema.{k}": v for k, v in ema.items()})
     tensors.update(opt_tensors)
     tensors.update({f"rng.{k}": v for k, v in rng.items()})
-    save_weights(tensors, w, metadata={"format": FORMAT, "stage": name, "step": str(step)})
+    checksum = save_weights(tensors, w, metadata={"format": FORMAT, "stage": name, "step": str(step)})
     info = {
         "format": FORMAT, "stage": name, "step": step, "total_seconds": total_seconds, "last_loss": last_loss,
         "world_size": world_size, "device_type": device_type, "train_config": train_config,
         "model_config": model_config, "optimizer_scalars": opt_scalars,
-        "weights_file": w.name, "weights_checksum": file_checksum(w),
+        "weights_file": w.name, "weights_checksum": checksum,
     }
     atomic_write_bytes(j, (json.dumps(info, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
@@ -145,14 +151,13 @@ def load_train_state(out_dir: Path, name: str) -> TrainState | None:
         return None
     reasons = []
     for i, (w, j) in enumerate(candidates):
-        info, why = _complete(w, j)
+        info, why, tensors = _complete(w, j)
         if info is None:
             reasons.append(why)
             continue
         if i == 1:
             warnings.warn(f"{j.parent}: the latest training checkpoint is incomplete ({reasons[0]}); resuming "
                           f"from the previous one at step {info['step']}.", stacklevel=3)
-        tensors = load_weights(w)
         part = {p: {k[len(p) + 1:]: v for k, v in tensors.items() if k.startswith(p + ".")}
                 for p in ("model", "ema", "opt.state", "rng")}
         return TrainState(

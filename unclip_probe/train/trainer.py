@@ -23,8 +23,8 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from unclip_probe.checkpoints import (atomic_write_bytes, config_to_dict, file_checksum, load_state_into,
-                                      save_config, save_weights)
+from unclip_probe.checkpoints import (atomic_write_bytes, checksum_of, config_to_dict, load_state_into, save_config,
+                                      save_weights)
 from unclip_probe.errors import bad_input
 from unclip_probe.train import distributed as dist
 from unclip_probe.train.ema import EMA
@@ -280,7 +280,7 @@ class _Loop:
             summary.wall_seconds = time.monotonic() - t0
             weights = self.out / f"{self.name}.safetensors"
             record = {**asdict(summary), "train_config": config_to_dict(self.cfg), "model_config": self.model_cfg,
-                      "metadata": self.metadata, "weights_checksum": file_checksum(weights) if weights.exists() else None}
+                      "metadata": self.metadata, "weights_checksum": checksum_of(weights) if weights.exists() else None}
             text = json.dumps(record, indent=2, sort_keys=True) + "\n"
             atomic_write_bytes(self.out / f"{self.name}.summary.json", text.encode("utf-8"))
         return summary

@@ -4,7 +4,8 @@ from __future__ import annotations
 import ipywidgets as W
 
 from ..errors import ProbeInputError
-from ..probes.binding import SETTINGS, binding_prompt, generation_binding, swap_similarities
+from ..backends.base import check_stack
+from ..probes.binding import SETTINGS, binding_prompt, check_generation, generation_binding, swap_similarities
 from ..world import COLORS, SHAPES, Obj, Scene
 from .live import Live, png, strip
 
@@ -16,6 +17,8 @@ class BindingExplorer(W.VBox):
 
     def __init__(self, stack, seed: int = 0, settings=SETTINGS[:3], steps: int = 10, prior_steps: int = 32):
         # Fewer DDIM steps than the probe's defaults (25 / 64) keep a click near 1 s on 2 CPU cores.
+        check_stack(stack)
+        check_generation(1, seed, steps, None, 0, settings, prior_steps)
         self.stack, self.seed, self.settings, self.steps, self.prior_steps = stack, seed, settings, steps, prior_steps
         self.stacks = {}  # the other decoders, loaded once
         for _, name, _ in settings:
@@ -51,7 +54,8 @@ class BindingExplorer(W.VBox):
                                  settings=self.settings, stacks=self.stacks, prior_steps=self.prior_steps)
         self.result = res
         self.image.value = png(strip([imgs[0] for imgs in res.meta["images"].values()], size=64), scale=2)
-        verdict = res.table.loc["two-object prompts"][["decoder", "bound", "swapped"]]
+        verdict = res.table.loc["two-object prompts"]
+        verdict = verdict[[c for c in ("decoder", "bound", "swapped", "clip_two_way") if c in verdict]]
         sims = swap_similarities(self.stack.clip, prompt)
         self.table.value = (f"<b>{prompt}</b> — left to right: {', '.join(res.meta['images'])}"
                             + verdict.to_html(float_format=lambda v: f"{v:.0f}")

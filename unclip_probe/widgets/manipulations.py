@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import ipywidgets as W
 
+from .. import validate
+from ..backends.base import check_stack
 from ..manipulations import interpolate, invert, text_diff, variations
 from ..world import WorldConfig, render, sample_scenes
 from .live import Live, png, strip
@@ -19,6 +21,12 @@ class ManipulationsExplorer(W.Tab):
     def __init__(self, stack, image_a=None, image_b=None, src: str = "a red circle", dst: str = "a blue circle",
                  frames: int = 6, thetas=(0.0, 0.25, 0.5, 0.75, 1.0), steps: int = 25, seed: int = 0,
                  read_dst: bool = False):
+        check_stack(stack)  # every check before the first inversion, the slow part
+        frames, seed, steps = validate.count(frames, "frames", minimum=2), validate.seed(seed), validate.steps(steps)
+        thetas = validate.number_list(thetas, "thetas", minimum=0.0, maximum=1.0, what="angles as fractions")
+        src, dst, read_dst = validate.prompt(src, "src"), validate.prompt(dst, "dst"), validate.flag(read_dst, "read_dst")
+        image_a = None if image_a is None else validate.images(image_a, "image_a")[0]
+        image_b = None if image_b is None else validate.images(image_b, "image_b")[0]
         single = WorldConfig(max_objects=1, note_prob=0.0)
         scenes = sample_scenes(2, seed=seed + 5, config=single)
         self.stack, self.steps, self.seed = stack, steps, seed

@@ -4,8 +4,11 @@ from __future__ import annotations
 from typing import Sequence
 
 import ipywidgets as W
+import torch.nn.functional as F
 
-from ..probes.pca import at_k, fit_world_pca, scaled_ks
+from .. import validate
+from ..backends.base import check_stack
+from ..probes.pca import _checked_ks, at_k, fit_world_pca
 from ..world import SceneSpec, detect, render, sample_scenes
 from .live import Live, png, strip
 
@@ -20,13 +23,16 @@ class PCAExplorer(W.VBox):
 
     def __init__(self, stack, images: Sequence | None = None, n_fit: int = 1000, seed: int = 0,
                  ks: Sequence[int] | None = None, steps: int = 25):
+        D = check_stack(stack).embed_dim  # every check before the PCA fit, the slow part
+        ks = _checked_ks(ks, D)
+        validate.count(n_fit, "n_fit", minimum=2), validate.seed(seed), validate.steps(steps)
+        images = None if images is None else validate.images(images)
         self.stack, self.seed, self.steps = stack, seed, steps
         self.sources = list(images) if images is not None else [render(s) for s in sample_scenes(1, seed=seed + 1)]
-        D = stack.clip.embed_dim
-        ks = scaled_ks(D) if ks is None else sorted(ks)
-        self.mean, self.components, self.ratio = fit_world_pca(stack.clip, n_fit, seed)
-        self.z = stack.clip.encode_image(self.sources)  # (B, D); errors name `images`
-        self.refs = [SceneSpec.from_scene(detect(im)) for im in self.sources]
+        ks = sorted(set(ks))
+        self.mean, self.components, self.ratio = fit_world_pca(stack, n_fit, seed)
+        self.z = stack.encode_image(self.sources)  # (B, D); errors name `images`
+        self.refs = [SceneSpec.from_scene(detect(im)) for im in self.sources] if stack.name == "world" else []
         self._cache: dict[int, list] = {}
         self.k = W.SelectionSlider(options=[(str(k), k) for k in ks] + [(f"all ({D})", D)], value=ks[len(ks) // 2],
                                    description="k", continuous_update=True)
@@ -51,9 +57,13 @@ class PCAExplorer(W.VBox):
         dec = self.decoded(k)
         self.image.value = png(strip([im for pair in zip(dec, self.sources) for im in pair]))
         rows = []
-        for ref, im in zip(self.refs, dec):
-            s = ref.score(detect(im))
-            rows.append(" ".join(f"{a} {'✓' if s[a] else '✗'}" for a in ("count", "shape", "color", "size", "position")))
+        if self.refs:  # the world: the oracle's verdict per attribute
+            for ref, im in zip(self.refs, dec):
+                s = ref.score(detect(im))
+                rows.append(" ".join(f"{a} {'✓' if s[a] else '✗'}" for a in ("count", "shape", "color", "size", "position")))
+        else:  # any other stack: how close CLIP finds the decode to its source
+            cos = (self.stack.clip.encode_image(dec) * F.normalize(self.z.float(), dim=-1)).sum(-1)
+            rows = [f"CLIP cosine to the source {c:.3f}" for c in cos.tolist()]
         var = float(self.ratio[:k].sum())
         self.verdict.value = (f"<small>k = {k}: {100 * var:.1f} % of the variance. Decode (left) vs source (right), "
-                              f"oracle: " + " | ".join(rows) + "</small>")
+                              + ("oracle: " if self.refs else "") + " | ".join(rows) + "</small>")

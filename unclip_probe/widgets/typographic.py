@@ -5,6 +5,9 @@ from typing import Sequence
 
 import ipywidgets as W
 
+from .. import validate
+from ..backends.base import check_stack
+from ..errors import bad_input
 from ..probes.typographic import typographic_attack
 from ..world import SHAPES, WorldConfig, render, sample_scenes
 from .live import Live, figure_png
@@ -20,8 +23,17 @@ class TypographicExplorer(W.VBox):
 
     def __init__(self, stack=None, clip=None, image=None, labels: Sequence[str] = SHAPES, word: str = "star",
                  seed: int = 0, steps: int = 20):
+        if stack is None and clip is None:
+            raise bad_input("stack", "TypographicExplorer needs a stack (or at least a clip), e.g. "
+                                     "TypographicExplorer(up.load_stack('world', 'checkpoints/world'))")
+        if stack is not None:
+            check_stack(stack)
+        clip = validate.clip(clip if clip is not None else stack.clip, needs=("zero_shot", "tokenize"))
+        labels, word = validate.labels(labels), validate.prompt(word, "word")
+        seed, steps = validate.seed(seed), validate.steps(steps)
+        image = None if image is None else validate.images(image, "image")[0]
         self.steps = steps  # decoder steps of the decoded panel (20 keeps an update near 1 s on 2 cores)
-        self.stack, self.clip = stack, clip if clip is not None else stack.clip
+        self.stack, self.clip = stack, clip
         self.image_in = image if image is not None else render(sample_scenes(
             1, seed=seed + 3, config=WorldConfig(max_objects=1, note_prob=0.0))[0])
         self.labels, self.seed = list(labels), seed

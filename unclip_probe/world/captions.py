@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import validate
 from ..errors import bad_input
 from .scenes import relations
 from .spec import BACKGROUNDS, COLORS, NOTE_WORDS, OBJECT_SIZES, POSITIONS, SHAPES, Obj, Scene
@@ -46,7 +47,7 @@ def caption(scene: Scene, seed: int = 0, template: str | None = None) -> str:
     """
     if not isinstance(scene, Scene) or not scene.objects:
         raise bad_input("scene", "expected a world Scene with at least one object")
-    rng = np.random.default_rng(int(seed))
+    rng = np.random.default_rng(validate.seed(seed))
     if template is None:
         template = TEMPLATES[int(rng.integers(len(TEMPLATES)))]
     if template not in TEMPLATES:

@@ -10,6 +10,7 @@ one at a time, at 64, 32 or 16 px without rescaling the image.
 """
 from __future__ import annotations
 
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -220,7 +221,13 @@ def detect(image, words: tuple[str, ...] = NOTE_WORDS) -> Scene:
     64, 32 and 16 px are read natively, other sizes are resampled to 64 px.
     words: the vocabulary a note's word is read from.
     """
-    arr = _working_resolution(as_rgb_array(image))
+    if isinstance(image, Image.Image) and ("A" in image.mode or "transparency" in image.info):
+        warnings.warn(f"image: mode {image.mode} read as RGB; transparency is dropped (not composited)", stacklevel=2)
+    arr = as_rgb_array(image)
+    if arr.shape[0] == arr.shape[1] and arr.shape[0] not in SIZES and arr.shape[0] % SIZE:
+        warnings.warn(f"image: {arr.shape[0]}x{arr.shape[0]} resampled to {SIZE}x{SIZE} (bicubic) for the oracle, "
+                      f"which reads {', '.join(map(str, SIZES))} px natively", stacklevel=2)
+    arr = _working_resolution(arr)
     S = arr.shape[0]
     f = SIZE // S
     bg = _background(arr)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import validate
 from ..errors import bad_input, one_of
 from .spec import (
     BACKGROUNDS, CELL_CENTERS, COLORS, MAX_JITTER, MIN_GAP, NOTE_BOX, NOTE_WORDS, OBJECT_SIZES,
@@ -102,6 +103,7 @@ def sample_scenes(n: int, seed: int = 0, config: WorldConfig | None = None, spli
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise bad_input("n", f"expected an integer >= 1, got {n!r}")
+    seed, start = validate.seed(seed), validate.count(start, "start", minimum=0)
     if split not in SPLITS:
         raise bad_input("split", one_of(split, SPLITS))
     cfg = check_config(config or WorldConfig())

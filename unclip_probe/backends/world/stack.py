@@ -14,7 +14,6 @@ the same device gives the same images.
 from __future__ import annotations
 
 import copy
-import functools
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -24,14 +23,14 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from unclip_probe.backends.base import (PRIOR_KINDS, Sampling, StackDefaults, check_embeddings, check_prompts,
-                                        missing)
+from unclip_probe import validate
+from unclip_probe.backends.base import PRIOR_KINDS, Sampling, StackDefaults, missing
 from unclip_probe.backends.world.decode import DECODER_GUIDANCE, decode_images, invert_images, upsample_images
 from unclip_probe.backends.world.prior_sampling import PRIOR_GUIDANCE
 from unclip_probe.backends.world.stages import load_decoder, load_unet_stage, load_upsampler
 from unclip_probe.checkpoints import stack_checksums
 from unclip_probe.clip import ClipModel, load_clip
-from unclip_probe.device import autocast, resolve_device, resolve_dtype
+from unclip_probe.device import resolve_device, resolve_dtype, sampling
 from unclip_probe.errors import bad_input, one_of
 from unclip_probe.imaging import pil_to_signed, signed_to_pil
 from unclip_probe.world.oracle import as_rgb_image
@@ -57,15 +56,6 @@ WORLD_DEFAULTS = StackDefaults(
 )
 
 
-def _sampling(method):
-    """No autograd, and the pipeline's autocast dtype, around a sampling method."""
-    @functools.wraps(method)
-    def wrapped(self, *args, **kwargs):
-        with torch.no_grad(), autocast(self.device, self.amp_dtype):
-            return method(self, *args, **kwargs)
-    return wrapped
-
-
 class UnCLIP:
     """The world stack: CLIP, priors, decoder, upsampler (each optional but the CLIP and decoder)."""
 
@@ -87,14 +77,20 @@ class UnCLIP:
         """Load a world stack. device "auto": CUDA when present, else CPU. dtype "auto": bf16 (else
         fp16) autocast on CUDA, fp32 on the CPU. On CUDA the U-Nets run channels_last; ``compile``
         wraps decoder and upsampler in torch.compile (slow first call, faster after)."""
-        folder = Path(folder)
-        if not folder.is_dir():
+        if not isinstance(folder, (str, Path)) or not Path(folder).is_dir():
             raise bad_input("folder", f"{str(folder)!r} is not a checkpoint folder")
+        folder = Path(folder)
+        validate.flag(compile, "compile")
         dev = resolve_device(device)
         amp = resolve_dtype(dtype, dev)
         clip = load_clip(folder, device=dev)
         decoder, dcfg = load_decoder(folder, clip_checksum=clip.checksum, device=dev)
-        up = load_upsampler(folder, device=dev) if (folder / "upsampler.json").is_file() else (None, None)
+        up_files = [f for f in ("upsampler.json", "upsampler.safetensors") if (folder / f).is_file()]
+        up = load_upsampler(folder, device=dev) if up_files else (None, None)  # one of the two: names the other
+        if not up_files:
+            size = dcfg.unet.image_size
+            warnings.warn(f"{folder}: no upsampler (upsampler.json and upsampler.safetensors), so this stack returns "
+                          f"{size} px images, the decoder's own size, not upsampled ones", stacklevel=2)
         priors = {}
         if (folder / "prior.json").is_file():
             from unclip_probe.models.configs import PriorConfig
@@ -121,6 +117,9 @@ class UnCLIP:
     def with_decoder(self, name: str) -> "UnCLIP":
         """This stack with another decoder from its folder, e.g. ``"decoder_text"`` (the text-only
         GLIDE analogue) or ``"decoder_twin"``; CLIP, priors and upsampler are shared, not copied."""
+        if not isinstance(name, str) or not name.strip() or "/" in name or "\\" in name:
+            raise bad_input("name", f"expected the name of a decoder in the stack's folder, e.g. 'decoder_text', "
+                                    f"got {name!r}")
         if self.folder is None or not (self.folder / f"{name}.json").is_file():
             where = "this pipeline was not loaded from a folder" if self.folder is None else \
                 f"{str(self.folder)!r} has no {name}.json"
@@ -171,60 +170,91 @@ class UnCLIP:
         return self.clip.encode_image(self._squares(images))
 
     def encode_text(self, prompts: str | Sequence[str]) -> Tensor:
-        return self.clip.encode_text(check_prompts(prompts))
+        return self._encode(self.clip.encode_text, validate.prompts(prompts))
+
+    @staticmethod
+    def _encode(encoder, prompts: list[str], argument: str = "prompts"):
+        """``encoder(prompts)``, its errors (the tokenizer's ``texts: ...``) naming `argument`."""
+        with validate.renamed(texts=argument):
+            return encoder(prompts)
 
     def noise(self, n: int, seed: int) -> Tensor:
         """x_T (n, 3, S, S) at the decoder's size S, drawn from `seed` (what decode uses when given none)."""
-        return torch.randn(n, *self.noise_shape, generator=self._generator(seed), device=self.device)
+        n = validate.count(n, "n")
+        return torch.randn(n, *self.noise_shape, generator=self._generator(validate.seed(seed)), device=self.device)
 
     # ------------------------------------------------------------------ stages
     def _generator(self, seed: int) -> torch.Generator:
         return torch.Generator(device=self.device).manual_seed(int(seed))
 
-    @_sampling
+    @sampling
     def prior(self, prompts: str | Sequence[str], *, seed: int = 0, kind: str = "diffusion",
               guidance: float | None = None, steps: int | None = None) -> Tensor:
         """Unit-norm CLIP image embeddings (B, D) for the prompts (paper §2.2).
         guidance / steps None: the prior's own defaults (``defaults.prior`` / ``defaults.ar_prior``)."""
-        return self._prior(self.clip.encode_text_and_tokens(check_prompts(prompts)), seed, kind, guidance, steps)
+        prompts, seed = validate.prompts(prompts), validate.seed(seed)
+        kind, guidance, steps = self._check_prior(kind, guidance, steps, ("kind", "guidance", "steps"))
+        return self._prior(self._encode(self.clip.encode_text_and_tokens, prompts), seed, kind, guidance, steps)
 
-    def _prior(self, encoded: tuple[Tensor, Tensor, Tensor], seed: int, kind: str, guidance: float | None,
+    def _check_prior(self, kind: str, guidance: float | None, steps: int | None,
+                     names: tuple[str, str, str]) -> tuple[str, float, int]:
+        """(kind, guidance, steps) checked and resolved to the prior's defaults; errors name `names`."""
+        if not isinstance(kind, str) or kind not in PRIOR_KINDS:
+            raise bad_input(names[0], one_of(kind, PRIOR_KINDS))
+        if kind not in self.priors:
+            raise missing(self.name, f"{kind!r} prior in this folder", names[0],
+                          f"train it with `unclip-probe train {'prior' if kind == 'diffusion' else 'ar-prior'}`")
+        d = self.defaults.prior if kind == "diffusion" else self.defaults.ar_prior
+        guidance = validate.guidance(guidance, names[1])
+        if kind == "ar" and steps is not None:  # one step per PCA code: a steps value would be ignored
+            raise bad_input(names[2], "the AR prior takes one step per PCA code; pass None (the default)")
+        steps = validate.steps(steps, names[2], self.priors[kind][1].diffusion.T) if kind == "diffusion" else None
+        return kind, d.guidance if guidance is None else guidance, d.steps if steps is None else steps
+
+    def _prior(self, encoded: tuple[Tensor, Tensor, Tensor], seed: int, kind: str, guidance: float,
                steps: int | None) -> Tensor:
-        """prior() on prompts already encoded as (z_t (B, D), tokens (B, L, W), mask (B, L))."""
+        """prior() on prompts already encoded as (z_t (B, D), tokens (B, L, W), mask (B, L)), arguments checked."""
         from unclip_probe.backends.world.prior_sampling import sample_ar_prior, sample_diffusion_prior
 
-        if kind not in PRIOR_KINDS:
-            raise bad_input("kind", one_of(kind, PRIOR_KINDS))
-        if kind not in self.priors:
-            raise missing(self.name, f"{kind!r} prior in this folder", "kind",
-                          f"train it with `unclip-probe train {'prior' if kind == 'diffusion' else 'ar-prior'}`")
         net, cfg = self.priors[kind]
-        d = self.defaults.prior if kind == "diffusion" else self.defaults.ar_prior
-        guidance = d.guidance if guidance is None else guidance
         z_t, text, mask = encoded
         g = self._generator(seed)
         if kind == "diffusion":
-            return sample_diffusion_prior(net, cfg, z_t, text, mask, generator=g,
-                                          steps=d.steps if steps is None else steps, guidance=guidance)
+            return sample_diffusion_prior(net, cfg, z_t, text, mask, generator=g, steps=steps, guidance=guidance)
         return sample_ar_prior(net, z_t, text, mask, generator=g, guidance=guidance)
 
-    @_sampling
+    @sampling
     def decode(self, z: Tensor, *, seed: int = 0, x_T: Tensor | None = None, prompts: Sequence[str] | None = None,
                guidance: float | None = None, steps: int | None = None, eta: float = 0.0, upsample: bool = True,
                upsample_steps: int | None = None) -> list[Image.Image]:
         """Images for CLIP image embeddings z (B, D), optionally also conditioned on captions.
         x_T: the decoder's starting noise (B, 3, S, S) at its size S; drawn from `seed` when None.
         guidance / steps None: ``defaults.decode``."""
-        check_embeddings(z, self.embed_dim, "z")
+        z = validate.embeddings(z, self.embed_dim, "z")
+        B = z.shape[0]
+        seed = validate.seed(seed)
+        x_T = None if x_T is None else validate.noise(x_T, self.noise_shape, B, "x_T")
+        guidance, steps, upsample_steps = self._check_decode(guidance, steps, upsample_steps)
+        eta = validate.fraction(eta, "eta")
+        validate.flag(upsample, "upsample")
+        if prompts is not None:
+            if not self.reads_caption:
+                raise missing(self.name, "caption input on this decoder", "prompts", "decode from the embedding alone")
+            prompts = validate.prompts(prompts)
+            if len(prompts) != B:
+                raise bad_input("prompts", f"expected one prompt per embedding ({B}), got {len(prompts)}")
         if prompts is None:  # no caption: the decoder's caption-dropped branch (paper §2.1)
-            B = z.shape[0]
             text = torch.zeros(B, 1, self.decoder_cfg.unet.text_dim, device=self.device)
             mask = torch.zeros(B, 1, dtype=torch.bool, device=self.device)
-        elif not self.reads_caption:
-            raise missing(self.name, "caption input on this decoder", "prompts", "decode from the embedding alone")
         else:
-            text, mask = self.clip.encode_text_tokens(check_prompts(prompts))
+            text, mask = self._encode(self.clip.encode_text_tokens, prompts)
         return self._decode(z, text, mask, seed, guidance, steps, eta, x_T, upsample, upsample_steps)
+
+    def _check_decode(self, guidance, steps, upsample_steps, names=("guidance", "steps", "upsample_steps")):
+        """The decoder's and upsampler's sampling arguments, checked (None stays None: the defaults)."""
+        up_T = self.upsampler_cfg.diffusion.T if self.upsampler is not None else None
+        return (validate.guidance(guidance, names[0]), validate.steps(steps, names[1], self.decoder_cfg.diffusion.T),
+                validate.steps(upsample_steps, names[2], up_T))
 
     def _decode(self, z: Tensor, text: Tensor, mask: Tensor, seed: int, guidance: float | None, steps: int | None,
                 eta: float = 0.0, x_T: Tensor | None = None, upsample: bool = True,
@@ -245,27 +275,28 @@ class UnCLIP:
                                 steps=d.upsample_steps if upsample_steps is None else upsample_steps)
         return signed_to_pil(x)
 
-    @_sampling
+    @sampling
     def __call__(self, prompts: str | Sequence[str], *, seed: int = 0, prior: str = "diffusion",
                  guidance: float | None = None, steps: int | None = None, prior_guidance: float | None = None,
                  prior_steps: int | None = None, upsample_steps: int | None = None) -> list[Image.Image]:
         """Text -> images: prior, then decoder and upsampler (paper Fig. 2)."""
-        z_t, text, mask = self.clip.encode_text_and_tokens(check_prompts(prompts))  # one pass of the text tower
+        prompts, seed = validate.prompts(prompts), validate.seed(seed)
+        prior, prior_guidance, prior_steps = self._check_prior(prior, prior_guidance, prior_steps,
+                                                               ("prior", "prior_guidance", "prior_steps"))
+        guidance, steps, upsample_steps = self._check_decode(guidance, steps, upsample_steps)
+        z_t, text, mask = self._encode(self.clip.encode_text_and_tokens, prompts)  # one pass of the text tower
         z = self._prior((z_t, text, mask), seed, prior, prior_guidance, prior_steps)
         return self._decode(z, text, mask, seed, guidance, steps, upsample_steps=upsample_steps)
 
     # ------------------------------------------------------------------ inversion (paper §3.1)
     def _squares(self, images) -> list[Image.Image]:
         """An image or a list of them (PIL or paths) as RGB squares, each change said in a warning."""
-        images = images if isinstance(images, (list, tuple)) else [images]
-        if not images:
-            raise bad_input("images", "expected at least one image, got an empty list")
         out = []
-        for image in images:
+        for image in validate.images(images, "images"):  # paths opened; a bad one fails before any work
             if isinstance(image, Image.Image) and ("A" in image.mode or "transparency" in image.info):
                 warnings.warn(f"image: mode {image.mode} converted to RGB; transparency is dropped (not composited)",
                               stacklevel=4)
-            pil = as_rgb_image(image, "image")  # converts modes; errors name `image`
+            pil = as_rgb_image(image, "images")  # converts modes
             W, H = pil.size
             if H != W:  # the decoder draws squares; crop the centre as CLIP's preprocessing does
                 k = min(H, W)
@@ -277,14 +308,23 @@ class UnCLIP:
     def _pixels(self, images) -> Tensor:
         """x_0 at the decoder's size in [-1, 1] (B, 3, S, S) for an image or a list of them."""
         S = self.decoder_cfg.unet.image_size
-        return pil_to_signed([pil.resize((S, S), Image.BOX) for pil in self._squares(images)]).to(self.device)
+        squares = self._squares(images)
+        for pil in squares:
+            if pil.size[0] not in (S, self.image_size):
+                warnings.warn(f"image: {pil.size[0]}x{pil.size[0]} resized to {S}x{S}, the decoder's size (this stack "
+                              f"draws {S} px and returns {self.image_size} px)", stacklevel=4)
+        return pil_to_signed([pil.resize((S, S), Image.BOX) for pil in squares]).to(self.device)
 
-    @_sampling
+    @sampling
     def invert(self, images, *, steps: int | None = None, z: Tensor | None = None) -> Tensor:
         """x_T (B, 3, S, S): DDIM inversion of `images` (one or a list) under the conditional decoder,
         unguided, conditioned on z (B, D) (default: the images' own CLIP embeddings).
         Decoding x_T back with eta = 0, guidance 1 and the same steps reproduces the images."""
+        steps = validate.steps(steps, "steps", self.decoder_cfg.diffusion.T)
+        z = None if z is None else validate.embeddings(z, self.embed_dim, "z").to(self.device)
         x0 = self._pixels(images)
-        z = self.encode_image(images) if z is None else check_embeddings(z, self.embed_dim, "z").to(self.device)
+        if z is not None and z.shape[0] != x0.shape[0]:
+            raise bad_input("z", f"expected one embedding per image ({x0.shape[0]}), got {z.shape[0]}")
+        z = self.encode_image(images) if z is None else z
         return invert_images(self.decoder, self.decoder_cfg, x0, z,
                              steps=self.defaults.inversion.steps if steps is None else steps)
