@@ -44,16 +44,23 @@ def _stack_args(args: argparse.Namespace) -> dict:
             raise ProbeInputError("--decoder: the world stack is one folder; give it as --checkpoints")
         validate.input_folder(args.checkpoints, "--checkpoints")
         return {"kind": "world", "folder": args.checkpoints}
-    for flag, value in (("--decoder", args.decoder), ("--prior", args.prior)):
+    extra = {"clip_text": ("--clip-text", args.clip_text), "image_encoder": ("--image-encoder", args.image_encoder)}
+    for flag, value in (("--decoder", args.decoder), ("--prior", args.prior), *extra.values()):
         if value is not None:
             validate.input_folder(value, flag)
-    return {"kind": args.stack, "decoder": args.decoder, "prior": args.prior}
+    wanted = {"clip_text": args.stack.startswith("stable-unclip"), "image_encoder": args.stack == "karlo"}
+    for key, (flag, value) in extra.items():
+        if value is not None and not wanted[key]:
+            raise ProbeInputError(f"{flag}: the {args.stack!r} stack takes no such folder")
+    return {"kind": args.stack, "decoder": args.decoder, "prior": args.prior,
+            **{k: v for k, (_, v) in extra.items() if v is not None}}
 
 
 def _load(args: argparse.Namespace, spec: dict):
     from unclip_probe.backends import load_stack
 
-    with validate.renamed(**{**FLAGS, "decoder": "--decoder", "prior": "--prior"}):
+    with validate.renamed(**{**FLAGS, "decoder": "--decoder", "prior": "--prior", "clip_text": "--clip-text",
+                             "image_encoder": "--image-encoder"}):
         return load_stack(**spec, device=args.device)
 
 
@@ -108,6 +115,9 @@ def _add_stack_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--decoder", default=None, help="a real stack's (decoder's) folder, in its public repository's "
                                                    "layout (default: the local Hugging Face cache)")
     p.add_argument("--prior", default=None, help="Kandinsky 2.2's prior folder")
+    p.add_argument("--clip-text", default=None, help="Stable unCLIP: its CLIP's text tower folder (text diffs, "
+                                                     "zero-shot)")
+    p.add_argument("--image-encoder", default=None, help="Karlo: the image-variations repository's image tower")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,30 +22,43 @@ def test_report_names_a_missing_stack(tmp_path, capsys):
     assert "folder" in capsys.readouterr().err
 
 
-def test_report_on_a_real_stack_and_a_users_images(tmp_path, capsys):
-    """Kandinsky 2.2 (tiny random models in its repositories' layout) with a folder of pictures and labels."""
+def _real_stack_flags(kind: str, root) -> list[str]:
+    """--stack and folder flags for a tiny random stack of `kind` in its public repositories' layout."""
+    import _tiny_real
+
+    if kind == "kandinsky-2.2":
+        f = _tiny_real.tiny_kandinsky(root)
+        return ["--stack", kind, "--decoder", str(f["decoder"]), "--prior", str(f["prior"])]
+    return ["--stack", kind, "--decoder", str(_tiny_real.tiny_stable_unclip(root, kind[-1])),
+            "--clip-text", str(_tiny_real.tiny_clip_text(root, kind[-1]))]  # its folder has no CLIP text tower
+
+
+@pytest.mark.parametrize("kind", ["kandinsky-2.2", "stable-unclip-h"])
+def test_report_on_a_real_stack_and_a_users_images(kind, tmp_path, capsys):
+    """A real stack (tiny random models in its repositories' layout) with a folder of pictures and labels."""
     import _tiny_real
     from unclip_probe import world
 
-    folders = _tiny_real.tiny_kandinsky(tmp_path / "k")
+    flags = _real_stack_flags(kind, tmp_path / "models")
     pics = tmp_path / "pics"
     pics.mkdir()
     for i, s in enumerate(world.sample_scenes(3, seed=4)):
         world.render(s).save(pics / f"{i}.png")
     with _tiny_real.one_thread():
-        code = main(["report", "--stack", "kandinsky-2.2", "--decoder", str(folders["decoder"]), "--prior",
-                     str(folders["prior"]), "--images", str(pics), "--labels", "circle,square,star",
+        code = main(["report", *flags, "--images", str(pics), "--labels", "circle,square,star",
                      "--out", str(tmp_path / "r"), "--quick"])
     assert code == 0, capsys.readouterr().err
     page = (tmp_path / "r" / "index.html").read_text()
     assert re.findall(r"<section><h2>([^<]+)</h2>", page) == ["PCA reconstruction", "Typographic attack",
                                                               "Attribute binding"]
-    assert "stack kandinsky-2.2" in page and "label_kept" in page and "clip_two_way" in page
+    assert f"stack {kind}" in page and "label_kept" in page and "clip_two_way" in page
 
 
 def test_report_flags_are_checked_before_anything_loads(tmp_path, capsys):
     assert main(["report", "--stack", "kandinsky-2.3", "--out", str(tmp_path / "r")]) == 2
     assert "--stack: got 'kandinsky-2.3'" in capsys.readouterr().err
+    assert main(["report", "--stack", "kandinsky-2.2", "--clip-text", ".", "--out", str(tmp_path / "r")]) == 2
+    assert "--clip-text: the 'kandinsky-2.2' stack takes no such folder" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     assert main(["report", "--checkpoints", "checkpoints/world", "--images", str(tmp_path / "empty"),
                  "--labels", "a,b", "--out", str(tmp_path / "r")]) == 2
