@@ -52,3 +52,27 @@ def image_files(folder, argument: str = "images") -> list:
     if not files:
         raise bad_input(argument, f"{str(path)!r} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
     return files
+
+
+def squares(images, size: int | None = None, argument: str = "images", stacklevel: int = 3) -> list[Image.Image]:
+    """Images (PIL, paths, arrays) as RGB squares, each change said in a warning (docs/design.md §7):
+    transparency dropped, the centre square of a non-square image (as CLIP's preprocessing crops);
+    resized (bicubic) to `size` when one is given."""
+    import warnings
+
+    from unclip_probe import validate
+    from unclip_probe.world.oracle import as_rgb_image
+
+    out = []
+    for image in validate.images(images, argument):  # paths opened; a bad one fails before any work
+        if isinstance(image, Image.Image) and ("A" in image.mode or "transparency" in image.info):
+            warnings.warn(f"image: mode {image.mode} converted to RGB; transparency is dropped (not composited)",
+                          stacklevel=stacklevel)
+        pil = as_rgb_image(image, argument)
+        W, H = pil.size
+        if H != W:
+            k = min(H, W)
+            pil = pil.crop(((W - k) // 2, (H - k) // 2, (W - k) // 2 + k, (H - k) // 2 + k))
+            warnings.warn(f"image: {W}x{H} is not square; its centre {k}x{k} is used", stacklevel=stacklevel)
+        out.append(pil if size is None or pil.size == (size, size) else pil.resize((size, size), Image.BICUBIC))
+    return out

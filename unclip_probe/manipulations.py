@@ -20,7 +20,7 @@ from PIL import Image
 from torch import Tensor
 
 from unclip_probe import validate
-from unclip_probe.backends.base import Stack, check_stack
+from unclip_probe.backends.base import Stack, check_stack, unit_norm
 from unclip_probe.errors import ProbeInputError, bad_input
 
 NOISES = ("fixed", "inverted")
@@ -37,10 +37,9 @@ def slerp(a: Tensor, b: Tensor, theta: float) -> Tensor:
 def _at_norms(z: Tensor, a: Tensor, b: Tensor, theta: float) -> Tensor:
     """slerp's unit vectors z (..., D) at the norm between a's and b's: the world stack takes unit
     embeddings (returned as they are), the real decoders raw ones at CLIP's own scale (paper §2.1)."""
-    na, nb = a.norm(dim=-1, keepdim=True), b.norm(dim=-1, keepdim=True)
-    if torch.allclose(na, torch.ones_like(na), atol=1e-4) and torch.allclose(nb, torch.ones_like(nb), atol=1e-4):
+    if unit_norm(a) and unit_norm(b):
         return z
-    return z * ((1 - theta) * na + theta * nb)
+    return z * ((1 - theta) * a.norm(dim=-1, keepdim=True) + theta * b.norm(dim=-1, keepdim=True))
 
 
 @torch.no_grad()

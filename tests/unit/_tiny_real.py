@@ -24,6 +24,7 @@ import json
 from pathlib import Path
 from typing import Iterator
 
+import pytest
 import torch
 
 REAL = Path(__file__).resolve().parents[1] / "fixtures" / "real_configs"
@@ -209,6 +210,14 @@ def one_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def single_thread():
+    """A test module's autouse fixture (import it by name): tiny models run on one thread, where two
+    threads on a busy 2-core machine cost ten times more than they give."""
+    with one_thread():
+        yield
 
 
 def as_array(x: torch.Tensor):

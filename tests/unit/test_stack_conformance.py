@@ -10,6 +10,7 @@ import dataclasses
 from pathlib import Path
 
 import _tiny_real
+from _tiny_real import single_thread  # noqa: F401  (autouse: one thread)
 
 import pytest
 import torch
@@ -32,12 +33,6 @@ STACKS = [
     pytest.param("tiny_karlo", marks=pytest.mark.unit, id="karlo-tiny-random"),
     pytest.param("shipped_world", marks=pytest.mark.integration, id="world-shipped"),
 ]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    with _tiny_real.one_thread():  # tiny models: threads cost more than they give
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from _tiny_real import single_thread  # noqa: F401  (autouse: one thread)
 from _tiny_real import (KANDINSKY, REAL, as_array, check_raw_embeddings, check_size, copy_without, meta_parameters,
-                        one_thread, open_clip_parameters, round_trip, tiny_kandinsky, world_images)
+                        open_clip_parameters, round_trip, tiny_kandinsky, world_images)
 from unclip_probe.backends import kandinsky, latent
 from unclip_probe.errors import ProbeInputError
 from unclip_probe.imaging import signed_to_pil
@@ -16,12 +17,6 @@ pytestmark = pytest.mark.unit
 STEPS = 2  # sampling steps everywhere: these tests check the arithmetic, not image quality
 DEC, PRI = KANDINSKY
 
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    with one_thread():
-        yield
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):

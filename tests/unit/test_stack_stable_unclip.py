@@ -10,8 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from _tiny_real import single_thread  # noqa: F401  (autouse: one thread)
 from _tiny_real import (REAL, STABLE_UNCLIP, as_array, check_raw_embeddings, check_size, copy_without, meta_parameters,
-                        one_thread, open_clip_parameters, round_trip, tiny_clip_text, tiny_kandinsky,
+                        open_clip_parameters, round_trip, tiny_clip_text, tiny_kandinsky,
                         tiny_stable_unclip, world_images)
 from unclip_probe.backends import latent, stable_unclip
 from unclip_probe.errors import ProbeInputError
@@ -20,12 +21,6 @@ pytestmark = pytest.mark.unit
 STEPS = 2  # sampling steps everywhere: these tests check the arithmetic, not image quality
 NAMES = {"h": "stable-unclip-h", "l": "stable-unclip-l"}
 
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    with one_thread():
-        yield
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory):
@@ -236,7 +231,7 @@ def test_facts(stacks, variant, width):
 
 
 def test_encode_image_is_the_raw_embedding_decode_takes(stack):
-    z = check_raw_embeddings(stack, world_images(2))
+    check_raw_embeddings(stack, world_images(2))  # asserts raw, unnormalised rows
     assert torch.allclose(stack.encode_text(["a red circle"]).norm(dim=-1), torch.ones(1), atol=1e-5)
 
 

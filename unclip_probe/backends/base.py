@@ -31,9 +31,6 @@ from PIL import Image
 from torch import Tensor
 
 from unclip_probe.errors import ProbeInputError, bad_input
-# The argument checks live in validate.py (one validation layer, docs/design.md §7); kept here by name.
-from unclip_probe.validate import embeddings as check_embeddings  # noqa: F401
-from unclip_probe.validate import prompts as check_prompts  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -135,6 +132,13 @@ def check_stack(value: object, argument: str = "stack") -> "Stack":
 
     return has_members(value, sorted(PROTOCOL_MEMBERS), argument,
                        "a stack, e.g. up.load_stack('world', 'checkpoints/world')")
+
+
+def unit_norm(z: Tensor, atol: float = 1e-4) -> bool:
+    """Whether every row of z (..., D) is a unit vector: the world stack's and Karlo's embeddings are,
+    Kandinsky's and Stable unCLIP's raw projections are not (see the module docstring)."""
+    norms = z.norm(dim=-1)
+    return bool(torch.allclose(norms, torch.ones_like(norms), atol=atol))
 
 
 def missing(stack_name: str, what: str, argument: str, hint: str = "") -> ProbeInputError:

@@ -40,8 +40,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from unclip_probe import validate
-from unclip_probe.backends.base import PRIOR_KINDS, Sampling, StackDefaults, missing
+from unclip_probe import imaging, validate
+from unclip_probe.backends.base import PRIOR_KINDS, Sampling, StackDefaults, missing, unit_norm
 from unclip_probe.checkpoints import file_checksum
 from unclip_probe.device import sampling
 from unclip_probe.errors import ProbeInputError, bad_input
@@ -186,22 +186,8 @@ def check_z(z: object, dim: int, stack: str, clip: str, argument: str = "z") -> 
 
 
 def squares(images: object, size: int, argument: str = "images") -> list[Image.Image]:
-    """Images (PIL, paths, arrays) as RGB size x size squares: the centre square of a non-square image
-    and any mode conversion are said in a warning (docs/design.md §7); resizing is bicubic."""
-    from unclip_probe.world.oracle import as_rgb_image
-
-    out = []
-    for image in validate.images(images, argument):
-        if isinstance(image, Image.Image) and ("A" in image.mode or "transparency" in image.info):
-            warnings.warn(f"image: mode {image.mode} converted to RGB; transparency is dropped", stacklevel=3)
-        pil = as_rgb_image(image, argument)
-        W, H = pil.size
-        if H != W:
-            k = min(H, W)
-            pil = pil.crop(((W - k) // 2, (H - k) // 2, (W - k) // 2 + k, (H - k) // 2 + k))
-            warnings.warn(f"image: {W}x{H} is not square; its centre {k}x{k} is used", stacklevel=3)
-        out.append(pil if pil.size == (size, size) else pil.resize((size, size), Image.BICUBIC))
-    return out
+    """Images as RGB size x size squares (``imaging.squares``), warnings pointing at the caller's caller."""
+    return imaging.squares(images, size, argument, stacklevel=4)
 
 
 # ----------------------------------------------------------------------------- sampling
@@ -383,7 +369,7 @@ class LatentStack:
             prompts = validate.prompts(prompts)
             if len(prompts) != B:
                 raise bad_input("prompts", f"expected one prompt per embedding ({B}), got {len(prompts)}")
-        if torch.allclose(z.norm(dim=-1), torch.ones(B, device=z.device), atol=1e-3):
+        if unit_norm(z, atol=1e-3):
             warnings.warn(f"z: unit-norm embeddings; the {self.name} decoder reads raw CLIP image embeddings "
                           "(stack.encode_image), not unit ones (clip.encode_image), and draws these as given",
                           stacklevel=5)  # the caller of decode

@@ -19,7 +19,6 @@ without ``output_attentions``.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Sequence
@@ -33,20 +32,10 @@ from torch import Tensor, nn
 from unclip_probe.clip import hooks as clip_hooks
 from unclip_probe.clip.model import ClipModel, ImageInput, _as_texts, _eval, _open_image
 from unclip_probe.device import resolve_device
+from unclip_probe.checkpoints import weights_checksum
 from unclip_probe.errors import bad_input
 
 LOGIT_SCALE = 100.0  # CLIP's learned temperature saturates at 100; the towers alone do not carry it
-
-
-def tensors_checksum(modules: Sequence[nn.Module]) -> str:
-    """First 16 hex characters of a sha256 over every tensor's name, dtype, shape and values."""
-    h = hashlib.sha256()
-    for i, m in enumerate(modules):
-        for name, t in sorted(m.state_dict().items()):
-            h.update(f"{i}.{name}:{t.dtype}:{tuple(t.shape)}".encode())
-            if t.device.type != "meta":
-                h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 class HFClipModel(ClipModel):
@@ -129,7 +118,7 @@ class HFClipModel(ClipModel):
     def checksum(self) -> str:
         """Names these weights (over the tensors, not files); computed once."""
         if self._checksum is None:
-            self._checksum = tensors_checksum(list(self.model.values()))
+            self._checksum = weights_checksum(self.model.state_dict())  # the stages' checksum, over both towers
         return self._checksum
 
     def __repr__(self) -> str:

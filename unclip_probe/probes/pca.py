@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from .. import validate
 from ..backends.base import check_stack
+from ..backends.base import unit_norm
 from ..errors import bad_input
 from ..world import SceneSpec, detect, render, sample_scenes
 from .result import ProbeResult, image_list
@@ -53,8 +54,7 @@ def reconstruct(z: torch.Tensor, mean: torch.Tensor, components: torch.Tensor, k
     (the real decoders were trained on embeddings at CLIP's own scale)."""
     V = components[:k]  # (k, D)
     out = F.normalize(mean + ((z - mean) @ V.T) @ V, dim=-1)
-    norms = z.norm(dim=-1, keepdim=True)  # (B, 1)
-    return out if torch.allclose(norms, torch.ones_like(norms), atol=1e-4) else out * norms
+    return out if unit_norm(z) else out * z.norm(dim=-1, keepdim=True)
 
 
 def fit_world_pca(encoder, n_fit: int = 2000, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

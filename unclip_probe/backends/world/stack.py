@@ -32,8 +32,7 @@ from unclip_probe.checkpoints import stack_checksums
 from unclip_probe.clip import ClipModel, load_clip
 from unclip_probe.device import resolve_device, resolve_dtype, sampling
 from unclip_probe.errors import bad_input, one_of
-from unclip_probe.imaging import pil_to_signed, signed_to_pil
-from unclip_probe.world.oracle import as_rgb_image
+from unclip_probe.imaging import pil_to_signed, signed_to_pil, squares
 
 # The world stack's defaults, each measured on the shipped weights (model card, "Tuned sampling
 # defaults"). The rules: fresh-noise decodes and the priors use the guidance that read best in
@@ -290,30 +289,18 @@ class UnCLIP:
 
     # ------------------------------------------------------------------ inversion (paper §3.1)
     def _squares(self, images) -> list[Image.Image]:
-        """An image or a list of them (PIL or paths) as RGB squares, each change said in a warning."""
-        out = []
-        for image in validate.images(images, "images"):  # paths opened; a bad one fails before any work
-            if isinstance(image, Image.Image) and ("A" in image.mode or "transparency" in image.info):
-                warnings.warn(f"image: mode {image.mode} converted to RGB; transparency is dropped (not composited)",
-                              stacklevel=4)
-            pil = as_rgb_image(image, "images")  # converts modes
-            W, H = pil.size
-            if H != W:  # the decoder draws squares; crop the centre as CLIP's preprocessing does
-                k = min(H, W)
-                pil = pil.crop(((W - k) // 2, (H - k) // 2, (W - k) // 2 + k, (H - k) // 2 + k))
-                warnings.warn(f"image: {W}x{H} is not square; its centre {k}x{k} is used", stacklevel=4)
-            out.append(pil)
-        return out
+        """An image or a list of them as RGB squares at their own size (the decoder draws squares)."""
+        return squares(images, stacklevel=5)
 
     def _pixels(self, images) -> Tensor:
         """x_0 at the decoder's size in [-1, 1] (B, 3, S, S) for an image or a list of them."""
         S = self.decoder_cfg.unet.image_size
-        squares = self._squares(images)
-        for pil in squares:
+        pils = self._squares(images)
+        for pil in pils:
             if pil.size[0] not in (S, self.image_size):
                 warnings.warn(f"image: {pil.size[0]}x{pil.size[0]} resized to {S}x{S}, the decoder's size (this stack "
                               f"draws {S} px and returns {self.image_size} px)", stacklevel=4)
-        return pil_to_signed([pil.resize((S, S), Image.BOX) for pil in squares]).to(self.device)
+        return pil_to_signed([pil.resize((S, S), Image.BOX) for pil in pils]).to(self.device)
 
     @sampling
     def invert(self, images, *, steps: int | None = None, z: Tensor | None = None) -> Tensor:
