@@ -39,15 +39,15 @@ def text_config(dim: int = 16, width: int = 32, layers: int = 2, context: int = 
 
 
 def write_clip_towers(root: Path, dim: int = 16, image_size: int = 32, text_with_projection: bool = True,
-                      seed: int = 0) -> dict[str, Path]:
+                      seed: int = 0, context: int = 32) -> dict[str, Path]:
     """image_encoder/, text_encoder/, tokenizer/, image_processor/ under root; returns their paths."""
     torch.manual_seed(seed)
     out = {"image_encoder": root / "image_encoder", "text_encoder": root / "text_encoder",
            "tokenizer": root / "tokenizer", "image_processor": root / "image_processor"}
     tf.CLIPVisionModelWithProjection(vision_config(dim, image_size)).save_pretrained(out["image_encoder"])
     text_cls = tf.CLIPTextModelWithProjection if text_with_projection else tf.CLIPTextModel
-    text_cls(text_config(dim)).save_pretrained(out["text_encoder"])
-    write_tokenizer(out["tokenizer"])
+    text_cls(text_config(dim, context=context)).save_pretrained(out["text_encoder"])
+    write_tokenizer(out["tokenizer"], context)
     tf.CLIPImageProcessor(size={"shortest_edge": image_size},
                           crop_size={"height": image_size, "width": image_size}).save_pretrained(out["image_processor"])
     return out

@@ -15,7 +15,10 @@ file), on pairs of two-object scenes that differ only in the binding:
 
 Scores: ARO-style two-way accuracy (the image prefers its caption to the swapped
 one; chance 50 %) and Winoground-style text / image / group scores over the
-2 x 2 of images and captions (chance 25 / 25 / 16.7 %).
+2 x 2 of images and captions (chance 25 / 25 / 16.7 %), computed by the same
+functions of ``unclip_probe.metrics`` that score the published Winoground and
+ARO sets (``unclip_probe.datasets``): each world pair is a Winoground item whose
+ground truth is known.
 
 Generation side: two-object prompts decoded at 32 px and read by the oracle,
 from (a) unCLIP (diffusion prior, then the decoder), (b) the text-only decoder
@@ -35,7 +38,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import validate
+from .. import metrics, validate
 from ..backends.base import check_stack
 from ..errors import ProbeInputError, bad_input
 from ..world import SHAPES, Obj, Scene, WorldConfig, detect, render, sample_scenes
@@ -102,19 +105,16 @@ def clip_binding(clip, n: int = 200, seed: int = 0, swaps: Sequence[str] = SWAPS
     for kind in swaps:
         cap0, twin, cap1 = zip(*(swapped_pair(s, kind) for s in scenes))
         i1 = clip.encode_image([render(s) for s in twin])
-        t0, t1 = clip.encode_text(list(cap0)), clip.encode_text(list(cap1))
-        s = lambda a, b: (a * b).sum(-1)  # noqa: E731  cosine of unit vectors, (n,)
-        aro = s(i0, t0) > s(i0, t1)
-        text = aro & (s(i1, t1) > s(i1, t0))
-        image = (s(i0, t0) > s(i1, t0)) & (s(i1, t1) > s(i0, t1))
-        rows.append({"swap": kind, "aro_two_way": aro.float().mean().item(), "winoground_text": text.float().mean().item(),
-                     "winoground_image": image.float().mean().item(),
-                     "winoground_group": (text & image).float().mean().item(), "n": n,
+        t = torch.stack([clip.encode_text(list(cap0)), clip.encode_text(list(cap1))], 1)  # (n, 2 captions, D)
+        sims = torch.einsum("ncd,nid->nci", t, torch.stack([i0, i1], 1))  # (n, caption, image): a Winoground item
+        wino = metrics.winoground_scores(sims)
+        rows.append({"swap": kind, "aro_two_way": metrics.two_way_accuracy(sims[:, 0, 0], sims[:, 1, 0]),
+                     **{f"winoground_{k}": v for k, v in wino.items()}, "n": n,
                      "example": f"{cap0[0]!r} vs {cap1[0]!r}"})
     table = pd.DataFrame(rows).set_index("swap")
-    return ProbeResult("Attribute binding: CLIP side", table, meta={"chance": {"aro_two_way": 0.5, "winoground_text": 0.25,
-                                                                               "winoground_image": 0.25,
-                                                                               "winoground_group": 1 / 6}})
+    chance = {"aro_two_way": metrics.CHANCE["two_way"],
+              **{k: metrics.CHANCE[k] for k in ("winoground_text", "winoground_image", "winoground_group")}}
+    return ProbeResult("Attribute binding: CLIP side", table, meta={"chance": chance})
 
 
 @torch.no_grad()
@@ -199,7 +199,7 @@ def _two_way(clip, said: Sequence[str], swapped: Sequence[str]):
 
     def score(images) -> float:
         e = clip.encode_image(list(images))  # (B, D)
-        return float(((e * t_said).sum(-1) > (e * t_swap).sum(-1)).float().mean())
+        return metrics.two_way_accuracy((e * t_said).sum(-1), (e * t_swap).sum(-1))
     return score
 
 

@@ -7,7 +7,10 @@ file): a white note with the attack word at a configurable box, zero-shot
 probabilities over the labels (the word is added as a label when missing, as
 the paper's table has "iPod"), and, when the true labels are given, object
 classification accuracy (OCA) before and after and the text capture rate (TCR:
-share of attacked predictions that follow the written word).
+share of attacked predictions that follow the written word). OCA and TCR are
+aliases of ``metrics.typographic_scores``' ``accuracy`` and ``follows_word``, the
+scorer of the published typographic sets (RTA-100, PAINT, SCAM in
+``unclip_probe.datasets``).
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .. import validate
+from .. import metrics, validate
 from ..backends.base import check_stack
 from ..errors import ProbeInputError, bad_input
 from ..world import draw_note
@@ -107,16 +110,19 @@ def typographic_attack(clip, images: Sequence, labels: Sequence[str], word: str,
     after = clip.zero_shot(attacked, labels, templates)
     table = pd.DataFrame({"prediction_before": before["prediction"], "prediction_after": after["prediction"],
                           f"p_{word}_before": before[word], f"p_{word}_after": after[word]})
-    meta: dict = {"word": word, "labels": labels, "box": box,
-                  "tcr_after": float(np.mean(after["prediction"] == word)),
+    # OCA and TCR are metrics.typographic_scores' accuracy and follows_word, the scorer of RTA-100 / PAINT / SCAM
+    true_index = None if true_labels is None else [labels.index(t) for t in true_labels]
+    word_index = [labels.index(word)] * len(images)
+    scores_before = metrics.typographic_scores(before[labels], true_index, word_index)
+    scores_after = metrics.typographic_scores(after[labels], true_index, word_index)
+    meta: dict = {"word": word, "labels": labels, "box": box, "tcr_after": scores_after["follows_word"],
                   "probabilities_before": before, "probabilities_after": after}
     if true_labels is not None:
         true = list(true_labels)
         table.insert(0, "true_label", true)
         table["p_true_before"] = [before.loc[i, t] for i, t in enumerate(true)]
         table["p_true_after"] = [after.loc[i, t] for i, t in enumerate(true)]
-        meta["oca_before"] = float(np.mean(before["prediction"] == true))
-        meta["oca_after"] = float(np.mean(after["prediction"] == true))
+        meta["oca_before"], meta["oca_after"] = scores_before["accuracy"], scores_after["accuracy"]
     if stack is not None:
         meta["decoded"] = decoded_variations(stack, attacked[:n_decode], word, true_labels, seed, decode_steps,
                                              clip=clip, labels=labels, templates=templates)
