@@ -1,7 +1,8 @@
 """unclip-probe: see what CLIP latents encode (docs/design.md §2).
 
 Layers, each importing only those before it:
-world <- clip <- models / diffusion <- backends <- manipulations / probes <- widgets / report / cli
+world <- clip <- models / diffusion <- backends <- manipulations / probes <- widgets / report / cli;
+metrics below all, datasets (the published benchmarks) on clip and metrics
 
 Importing the package is cheap: the public names below are resolved on first
 attribute access (PEP 562), so ``import unclip_probe`` (and the CLI's parser)
@@ -21,9 +22,12 @@ _LAZY = {
     "load_stack": ("unclip_probe.backends", "load_stack"),
     "manipulations": ("unclip_probe.manipulations", None),
     "probes": ("unclip_probe.probes", None),
+    "datasets": ("unclip_probe.datasets", None),
+    "metrics": ("unclip_probe.metrics", None),
 }
 
-__all__ = ["world", "load_clip", "ClipModel", "ProbeInputError", "UnCLIP", "load_stack", "manipulations", "probes"]
+__all__ = ["world", "load_clip", "ClipModel", "ProbeInputError", "UnCLIP", "load_stack", "manipulations", "probes",
+           "datasets", "metrics"]
 
 
 def __getattr__(name: str):

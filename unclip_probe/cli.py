@@ -1,4 +1,4 @@
-"""The `unclip-probe` command (docs/design.md §3): world | train | generate | report.
+"""The `unclip-probe` command (docs/design.md §3): world | train | generate | report | benchmark.
 
 Bad input ends the command with the library's one-sentence message and exit
 code 2, never a traceback (docs/design.md §7). Every argument, output paths
@@ -101,12 +101,61 @@ def _cmd_report(args: argparse.Namespace) -> None:
     if images is not None and (labels is None or len(labels) < 2):
         raise ProbeInputError("--labels: a report on your images needs at least two zero-shot labels, e.g. "
                               "--labels cat,dog,car")
+    benchmarks = {}
+    for item in args.benchmark or []:  # NAME=DIR, checked before the probes run
+        name, sep, folder = item.partition("=")
+        if not sep:
+            raise ProbeInputError(f"--benchmark: expected NAME=DIR, e.g. winoground=/data/winoground, got {item!r}")
+        benchmarks[validate.choice(name, BENCHMARK_NAMES, "--benchmark")] = validate.input_folder(folder, "--benchmark")
     t = time.perf_counter()
     stack = _load(args, spec)
     with validate.renamed(labels="--labels", word="--word", images="--images", **FLAGS):
         page = write_report(stack, args.out, quick=args.quick, device=args.device, images=images, labels=labels,
-                            word=args.word)
+                            word=args.word, benchmarks=benchmarks)
     print(f"wrote {page} in {time.perf_counter() - t:.0f} s")
+
+
+BENCHMARK_NAMES = ("winoground", "vg-relation", "vg-attribution", "coco-order", "flickr30k-order", "sugarcrepe",
+                   "rta-100", "paint", "scam")  # datasets.BENCHMARKS, named here so that --help imports no torch
+
+
+def _cmd_benchmark(args: argparse.Namespace) -> None:
+    """Score a CLIP on a published benchmark read from a local copy; print the table, write JSON."""
+    import json
+    import time
+
+    validate.choice(args.name, BENCHMARK_NAMES, "name")
+    validate.input_folder(args.data, "--data")
+    validate.count(args.batch_size, "--batch-size")
+    if args.images is not None:
+        validate.input_folder(args.images, "--images")
+    out = validate.output_path(args.json, "--json") if args.json is not None else None
+    options = {k: v for k, v in (("images", args.images), ("variant", args.variant), ("seed", args.seed)) if v is not None}
+    wanted = {"images": ("sugarcrepe",), "variant": ("scam",), "seed": ("coco-order", "flickr30k-order")}
+    for key in options:
+        if args.name not in wanted[key]:
+            raise ProbeInputError(f"--{key}: the {args.name!r} benchmark takes no such option")
+    from .clip import load_clip
+    from .datasets import run_benchmark
+
+    t = time.perf_counter()
+    with validate.renamed(source="--clip", pretrained="--pretrained", device="--device", folder="--data",
+                          images="--images", variant="--variant", batch_size="--batch-size", cache="--cache"):
+        clip = load_clip(args.clip, args.pretrained, device=args.device)
+        res = run_benchmark(args.name, clip, args.data, cache=False if args.no_cache else (args.cache or True),
+                            batch_size=args.batch_size, **options)
+    seconds = time.perf_counter() - t
+    print(res.title)
+    print(res.table.round(4).to_string())
+    print(f"cache: {res.meta['cache']}; {seconds:.1f} s")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        record = {"benchmark": args.name, "clip": res.meta["clip"], "data": str(args.data),
+                  "figures": json.loads(res.table.to_json(orient="index")),
+                  "per_group": {k: json.loads(v.to_json(orient="index")) for k, v in res.extra_tables.items()},
+                  "chance": res.meta["chance"], "cache": res.meta["cache"], "seconds": round(seconds, 1)}
+        out.write_text(json.dumps(record, indent=2) + "\n")
+        print(f"wrote {out}")
 
 
 def _add_stack_flags(p: argparse.ArgumentParser) -> None:
@@ -149,9 +198,28 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--labels", default=None, help="zero-shot classes for your images, comma-separated: cat,dog,car")
     r.add_argument("--word", default=None, help="the typographic attack's word (default: star on world scenes, "
                                                 "else ipod)")
+    r.add_argument("--benchmark", action="append", default=None, metavar="NAME=DIR",
+                   help="also score the stack's CLIP on a published benchmark from a local copy (repeatable)")
     r.add_argument("--device", default="cpu")
     r.add_argument("--quick", action="store_true", help="small sizes (tests, smoke runs)")
     r.set_defaults(func=_cmd_report)
+    b = sub.add_parser("benchmark", help="score a CLIP on a published benchmark from a local copy "
+                                         "(Winoground, ARO, SugarCrepe, typographic sets)")
+    b.add_argument("name", help=" | ".join(BENCHMARK_NAMES))
+    b.add_argument("--clip", default="checkpoints/world", help="a world checkpoint folder, a transformers CLIP folder, "
+                                                               "or an open_clip model name (with --pretrained)")
+    b.add_argument("--pretrained", default=None, help="open_clip: a local weights file or a cached pretrained tag")
+    b.add_argument("--data", required=True, help="the benchmark's folder, in its release's layout (see README)")
+    b.add_argument("--images", default=None, help="SugarCrepe: the COCO val2017 images (default DATA/val2017)")
+    b.add_argument("--variant", default=None, help="SCAM: SCAM | NoSCAM | SynthSCAM (default: every one present)")
+    b.add_argument("--seed", type=int, default=None, help="ARO order sets: the perturbations' seed (default 1)")
+    b.add_argument("--batch-size", type=int, default=64)
+    b.add_argument("--cache", default=None, help="embedding cache folder (default $UNCLIP_PROBE_CACHE or "
+                                                 "~/.cache/unclip-probe/embeddings)")
+    b.add_argument("--no-cache", action="store_true", help="embed everything again, keep nothing")
+    b.add_argument("--device", default="auto")
+    b.add_argument("--json", default=None, help="also write the figures here")
+    b.set_defaults(func=_cmd_benchmark)
     try:
         from .train.cli import add_train_parser
     except ImportError:  # the training stack is optional for looking at the world

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from . import validate
-from .errors import bad_input
+from .errors import bad_input, one_of
 from .world import SHAPES, render
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
@@ -49,11 +49,14 @@ def _typographic_on(stack, images: list, labels: list[str], word: str, n_decode:
 
 
 def write_report(stack, out: str | Path, quick: bool = False, device: str = "cpu", *, images=None,
-                 labels: list[str] | None = None, word: str | None = None) -> Path:
+                 labels: list[str] | None = None, word: str | None = None,
+                 benchmarks: dict[str, str | Path] | None = None) -> Path:
     """Run every probe on `stack` (a loaded stack, or a world checkpoint folder) and write
     `out`/index.html; returns its path. images / labels: a user's pictures (a list, or a folder)
     and zero-shot classes for the PCA and typographic probes (default: world scenes and shapes);
-    word: the typographic attack's word (default "star" on world scenes, else "ipod", paper Fig. 6)."""
+    word: the typographic attack's word (default "star" on world scenes, else "ipod", paper Fig. 6);
+    benchmarks: {name: folder} of published sets (``unclip_probe.datasets``) to score the stack's
+    CLIP on, one section each."""
     from unclip_probe.backends import load_stack
     from .imaging import image_files
     from .probes import attribute_binding, pca_reconstruction
@@ -65,6 +68,13 @@ def write_report(stack, out: str | Path, quick: bool = False, device: str = "cpu
         if labels is None or len(labels) < 2:
             raise bad_input("labels", "a report on your images needs at least two zero-shot labels, e.g. cat,dog")
         labels = validate.labels(labels, "labels")
+    from .datasets import BENCHMARKS, run_benchmark
+
+    benchmarks = dict(benchmarks or {})
+    for name, path in benchmarks.items():
+        if name not in BENCHMARKS:
+            raise bad_input("benchmarks", one_of(name, BENCHMARKS))
+        validate.input_folder(path, "benchmarks")
     t0 = time.perf_counter()
     folder = stack if isinstance(stack, (str, Path)) else None
     stack = load_stack("world", folder, device=device) if folder is not None else stack
@@ -81,9 +91,11 @@ def write_report(stack, out: str | Path, quick: bool = False, device: str = "cpu
     else:
         typographic = lambda: _typographic(stack, *sizes["typo"])  # noqa: E731
     sections, seconds = [], {}
-    for name, run in (("pca", lambda: pca_reconstruction(stack, **pca_kw)),
-                      ("typographic", typographic),
-                      ("binding", lambda: attribute_binding(stack, **sizes["binding"]))):
+    runs = [("pca", lambda: pca_reconstruction(stack, **pca_kw)), ("typographic", typographic),
+            ("binding", lambda: attribute_binding(stack, **sizes["binding"]))]
+    runs += [(name, lambda name=name, path=path: run_benchmark(name, stack.clip, path, progress=False))
+             for name, path in benchmarks.items()]
+    for name, run in runs:
         t = time.perf_counter()
         res = run()
         seconds[name] = round(time.perf_counter() - t, 1)

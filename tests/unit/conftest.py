@@ -12,6 +12,15 @@ from unclip_probe.backends.world.stack import UnCLIP
 from unclip_probe.train.recipes.clip import world_clip_config
 
 
+@pytest.fixture(scope="session", autouse=True)
+def embedding_cache(tmp_path_factory):
+    """The benchmarks' default embedding cache in a temporary folder: tests never write to ~/.cache."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("UNCLIP_PROBE_CACHE", str(tmp_path_factory.mktemp("embedding-cache")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
     folder = tmp_path_factory.mktemp("stack")

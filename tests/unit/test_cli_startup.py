@@ -33,7 +33,8 @@ def test_building_the_parser_imports_no_heavy_module():
 
 
 @pytest.mark.parametrize("argv, code", [(["--help"], 0), (["generate", "--help"], 0), (["world", "--help"], 0),
-                                         (["train", "--help"], 0), (["generate"], 2),
+                                         (["train", "--help"], 0), (["benchmark", "--help"], 0),
+                                         (["benchmark", "winoground"], 2), (["generate"], 2),
                                          (["generate", "a red circle", "--n", "abc"], 2)])
 def test_help_and_argument_errors_import_no_heavy_module(argv, code):
     out = _run("import contextlib, io\nfrom unclip_probe.cli import main\n"
@@ -70,7 +71,8 @@ def test_import_unclip_probe_is_lazy_but_public_names_resolve():
     assert out["heavy"] == []
     assert out["load_clip"] and out["UnCLIP"] and out["ProbeInputError"] and out["world"] and out["probes"]
     assert out["ClipModel"] == "ClipModel"
-    public = ["ClipModel", "ProbeInputError", "UnCLIP", "load_clip", "load_stack", "manipulations", "probes", "world"]
+    public = ["ClipModel", "ProbeInputError", "UnCLIP", "datasets", "load_clip", "load_stack", "manipulations",
+              "metrics", "probes", "world"]
     assert out["all"] == public
     assert set(public) <= set(out["dir"])
 

@@ -127,21 +127,28 @@ def test_typographic_names_and_scam_columns(sets):
 
 
 # ---------------------------------------------------------------------------- end to end
+@pytest.mark.parametrize("which", ["world_clip", "vit_b_32"])
 @pytest.mark.parametrize("name", list(datasets.BENCHMARKS))
-def test_every_benchmark_runs_on_the_world_clip_and_a_second_run_reads_the_cache(sets, world_clip, name, tmp_path):
+def test_every_benchmark_runs_end_to_end_and_a_second_run_reads_the_cache(sets, name, which, request, tmp_path):
+    clip = request.getfixturevalue(which)
     kw = _options(name)
     with warnings.catch_warnings(record=True) as said:
         warnings.simplefilter("always")
-        first = datasets.run_benchmark(name, world_clip, sets[name], cache=tmp_path, progress=False, **kw)
-    if name == "scam":  # SCAM's 32 templates have words the world never writes: said, and the rest scored
+        first = datasets.run_benchmark(name, clip, sets[name], cache=tmp_path, progress=False, batch_size=3, **kw)
+    world_scam = name == "scam" and which == "world_clip"
+    if world_scam:  # SCAM's 32 templates have words the world never writes: said, and the rest scored
         assert any("two-way protocol not scored" in str(w.message) for w in said)
+    elif name == "scam":
+        assert first.table["two_way_accuracy"].notna().all()
     n_images = 8 if name == "scam" else len(datasets.load_benchmark(name, sets[name], **kw).images)  # SCAM: 2 variants
     assert first.meta["cache"]["images_read"] == n_images  # each image read once, a second metric included (SCAM)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        second = datasets.run_benchmark(name, world_clip, sets[name], cache=tmp_path, progress=False, **kw)
+        second = datasets.run_benchmark(name, clip, sets[name], cache=tmp_path, progress=False, **kw)
     assert second.meta["cache"]["images_read"] == 0 and second.meta["cache"]["texts_encoded"] == 0
-    assert second.meta["cache"]["image_hits"] == n_images
+    # every lookup served from the cache: SCAM's second protocol looks each image up again
+    assert second.meta["cache"]["image_hits"] == n_images * (2 if name == "scam" and not world_scam else 1)
+    assert first.table.notna().any(axis=None)
     for k in first.meta["similarities"]:
         np.testing.assert_array_equal(first.meta["similarities"][k], second.meta["similarities"][k])
     assert first.table.equals(second.table)
@@ -171,12 +178,10 @@ def test_vit_b_32_runs_with_non_ascii_captions(vit_b_32, tmp_path):
     assert s[0, 0, 0] == pytest.approx(float(expected), abs=1e-5)
 
 
-@pytest.mark.parametrize("name", ["sugarcrepe", "rta-100", "scam"])
-def test_vit_b_32_runs_the_other_kinds(sets, vit_b_32, name, tmp_path):
-    res = datasets.run_benchmark(name, vit_b_32, sets[name], cache=tmp_path, progress=False, batch_size=3)
-    assert res.table.notna().any(axis=None) and len(res.table) >= 1
-    if name == "sugarcrepe":
-        assert res.extra_tables["sugarcrepe: per split"].loc["add_obj", "n"] == 0
+def test_the_empty_split_has_a_row_and_no_accuracy(sets, world_clip):
+    res = datasets.run_benchmark("sugarcrepe", world_clip, sets["sugarcrepe"], cache=False, progress=False)
+    assert res.extra_tables["sugarcrepe: per split"].loc["add_obj", "n"] == 0
+    assert np.isnan(res.table.loc["sugarcrepe", "add_obj"]) and res.table.loc["sugarcrepe", "n"] == 5
 
 
 def test_cache_is_keyed_by_model(sets, world_clip, vit_b_32, tmp_path):
@@ -264,3 +269,61 @@ def test_transformers_towers_of_a_real_stack_run_the_benchmarks(sets, tmp_path):
     t = clip.encode_text([data.captions[data.caption_index[0, 1]]])
     assert s.shape == (3, 2, 1) and s[0, 1, 0] == pytest.approx(float(t @ z.T), abs=1e-5)
     assert res.meta["cache"]["images_read"] == 3
+
+
+# ---------------------------------------------------------------------------- CLI and report
+def test_cli_benchmark_prints_and_writes_the_figures(sets, tmp_path, capsys):
+    from unclip_probe.cli import main
+
+    out = tmp_path / "wino.json"
+    assert main(["benchmark", "winoground", "--data", str(sets["winoground"]), "--cache", str(tmp_path / "c"),
+                 "--json", str(out), "--device", "cpu"]) == 0
+    record = json.loads(out.read_text())
+    again = datasets.run_benchmark("winoground", up.load_clip("checkpoints/world"), sets["winoground"],
+                                   cache=tmp_path / "c", progress=False)
+    assert record["figures"]["winoground"]["group"] == pytest.approx(again.table.loc["winoground", "group"])
+    assert again.meta["cache"]["images_read"] == 0  # the CLI's run filled the same cache
+    assert "Winoground" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["benchmark", "winoground", "--data", "/no/such/folder"], "--data: '/no/such/folder' is not a folder"),
+    (["benchmark", "winoground", "--data", "."], "--data: 'examples.jsonl' not found; Winoground expects"),
+    (["benchmark", "winoground", "--data", ".", "--variant", "SCAM"], "--variant: the 'winoground' benchmark takes"),
+    (["benchmark", "sugarcrpe", "--data", "."], "name: got 'sugarcrpe'"),
+    (["benchmark", "winoground", "--data", ".", "--batch-size", "0"], "--batch-size: expected an integer >= 1"),
+    (["report", "--benchmark", "winoground", "--out", "/tmp/r"], "--benchmark: expected NAME=DIR"),
+])
+def test_cli_benchmark_bad_input_is_one_sentence(argv, message, capsys):
+    from unclip_probe.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_cli_benchmark_names_the_data_folder_in_layout_errors(tmp_path, capsys):
+    from unclip_probe.cli import main
+
+    assert main(["benchmark", "rta-100", "--data", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith("unclip-probe benchmark: --data: ")
+
+
+def test_load_clip_reads_a_whole_transformers_clip_folder(tmp_path):
+    """openai/clip-vit-large-patch14's layout: one folder with a CLIPModel, its tokenizer and processor."""
+    import torch
+    import transformers as tf
+    from _tiny_clip import text_config, vision_config, write_tokenizer
+
+    torch.manual_seed(0)
+    model = tf.CLIPModel(tf.CLIPConfig(text_config=text_config().to_dict(), vision_config=vision_config().to_dict(),
+                                       projection_dim=16))
+    model.save_pretrained(tmp_path)
+    write_tokenizer(tmp_path)
+    tf.CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(tmp_path)
+    clip = up.load_clip(tmp_path)
+    ids = clip.tokenize(["a red circle"])
+    with torch.no_grad():
+        text = model.get_text_features(input_ids=ids)
+    text = getattr(text, "pooler_output", text)  # transformers 5 returns an output object
+    torch.testing.assert_close(clip.encode_text(["a red circle"]), torch.nn.functional.normalize(text, dim=-1))

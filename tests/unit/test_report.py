@@ -17,6 +17,17 @@ def test_report_has_every_probe_with_inline_figures(stack, tmp_path, capsys):
     assert "QUICK sizes" in page and "wrote" in capsys.readouterr().out
 
 
+def test_report_scores_the_stacks_clip_on_a_published_benchmark(stack, tmp_path, capsys):
+    import _benchmark_fixtures as fx
+
+    wino = fx.write_winoground(tmp_path / "wino", [(a, c, b, d, "Object") for a, c, b, d in fx.world_pairs(2)])
+    assert main(["report", "--checkpoints", str(stack), "--out", str(tmp_path / "r"), "--quick",
+                 "--benchmark", f"winoground={wino}"]) == 0
+    page = (tmp_path / "r" / "index.html").read_text()
+    titles = re.findall(r"<section><h2>([^<]+)</h2>", page)
+    assert titles[-1] == "Winoground (Thrush et al. 2022)" and "winoground: per tag" in page
+
+
 def test_report_names_a_missing_stack(tmp_path, capsys):
     assert main(["report", "--checkpoints", str(tmp_path / "nothing"), "--out", str(tmp_path / "r")]) == 2
     assert "folder" in capsys.readouterr().err

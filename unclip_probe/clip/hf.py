@@ -89,11 +89,14 @@ class HFClipModel(ClipModel):
         tk, ip = folder(tokenizer, "tokenizer", "CLIP tokenizer"), folder(image_processor, "image_processor",
                                                                             "image processor")
         kw = {"local_files_only": True, "torch_dtype": dtype}
+        tf.logging.set_verbosity_error()  # a tower read from a whole CLIPModel lists the other tower's keys as unused
         vision = tf.CLIPVisionModelWithProjection.from_pretrained(ie, **kw) if ie else None
         text = None
         if te is not None:
             arch = (tf.AutoConfig.from_pretrained(te, local_files_only=True).architectures or [""])[0]
-            cls_ = tf.CLIPTextModelWithProjection if arch == "CLIPTextModelWithProjection" else tf.CLIPTextModel
+            # a whole CLIPModel folder (openai/clip-vit-large-patch14's layout) carries the text projection too
+            projected = arch in ("CLIPTextModelWithProjection", "CLIPModel")
+            cls_ = tf.CLIPTextModelWithProjection if projected else tf.CLIPTextModel
             text = cls_.from_pretrained(te, **kw)
         tok = tf.CLIPTokenizer.from_pretrained(tk, local_files_only=True) if tk else None
         mean, std, size = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711), 224

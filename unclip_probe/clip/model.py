@@ -218,8 +218,10 @@ def _cached_tag_file(name: str, tag: str, pcfg: dict) -> Path | None:
 
 def load_clip(source: str | os.PathLike, pretrained: str | os.PathLike | None = None, *,
               device: str | torch.device = "cpu") -> "ClipModel":
-    """Load a world checkpoint folder, or an open_clip architecture by name with ``pretrained`` =
-    a local weights file, a locally cached pretrained tag, or None (random init).
+    """Load a world checkpoint folder, a transformers CLIP folder (a whole ``CLIPModel`` as
+    ``openai/clip-vit-large-patch14`` ships it, or an unCLIP repository's ``image_encoder/`` +
+    ``text_encoder/`` towers), or an open_clip architecture by name with ``pretrained`` = a local
+    weights file, a locally cached pretrained tag, or None (random init).
 
     A local file is loaded strictly into ``source``'s architecture; OpenAI weights need the
     ``-quickgelu`` name (e.g. ``"ViT-B-32-quickgelu"``). ``device``: "cpu", "cuda[:N]" or "auto"."""
@@ -228,6 +230,10 @@ def load_clip(source: str | os.PathLike, pretrained: str | os.PathLike | None = 
         if pretrained is not None:
             raise bad_input("pretrained", "only applies to open_clip model names, not to a checkpoint folder")
         folder = Path(source)
+        if not (folder / CONFIG).is_file() and _transformers_layout(folder):
+            from unclip_probe.clip.hf import HFClipModel
+
+            return HFClipModel.from_folders(**_transformers_layout(folder), name=folder.name, device=dev)
         ckpt.require_files(folder, [CONFIG, WEIGHTS])
         try:
             cfg = ckpt.load_config(ClipConfig, folder / CONFIG)
@@ -281,6 +287,21 @@ def load_clip(source: str | os.PathLike, pretrained: str | os.PathLike | None = 
     return ClipModel(model, tokenizer, image_mean=pcfg.get("mean", pp.get("mean", open_clip.OPENAI_DATASET_MEAN)),
                      image_std=pcfg.get("std", pp.get("std", open_clip.OPENAI_DATASET_STD)),
                      device=dev, source=desc, checksum=None)
+
+
+def _transformers_layout(folder: Path) -> dict[str, Path]:
+    """The towers of a transformers CLIP folder: a whole CLIPModel (``openai/clip-vit-large-patch14``'s
+    layout: config.json, weights, tokenizer and preprocessor files together), or an unCLIP
+    repository's ``image_encoder/``, ``text_encoder/``, ``tokenizer/``, ``image_processor/`` (or
+    ``feature_extractor/``) subfolders; {} for neither."""
+    config = folder / "config.json"
+    if config.is_file() and '"CLIPModel"' in config.read_text(encoding="utf-8", errors="replace"):
+        return {k: folder for k in ("image_encoder", "text_encoder", "tokenizer", "image_processor")}
+    if not (folder / "image_encoder").is_dir() and not (folder / "text_encoder").is_dir():
+        return {}
+    parts = {k: folder / k for k in ("image_encoder", "text_encoder", "tokenizer") if (folder / k).is_dir()}
+    processor = next((folder / k for k in ("image_processor", "feature_extractor") if (folder / k).is_dir()), None)
+    return {**parts, **({"image_processor": processor} if processor is not None else {})}
 
 
 # ----------------------------------------------------------------------------- the wrapper
