@@ -327,3 +327,9 @@ def test_load_clip_reads_a_whole_transformers_clip_folder(tmp_path):
         text = model.get_text_features(input_ids=ids)
     text = getattr(text, "pooler_output", text)  # transformers 5 returns an output object
     torch.testing.assert_close(clip.encode_text(["a red circle"]), torch.nn.functional.normalize(text, dim=-1))
+
+
+def test_the_cli_names_every_benchmark():
+    from unclip_probe.cli import BENCHMARK_NAMES
+
+    assert list(BENCHMARK_NAMES) == list(datasets.BENCHMARKS)
