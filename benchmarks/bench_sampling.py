@@ -80,8 +80,11 @@ def replay_ms(fn, inputs, device: torch.device, amp_dtype, reps: int = 20) -> fl
     return statistics.median(times)
 
 
-def bench(folder: str, device: str, dtype: str, batch: int, reps: int) -> dict:
+def bench(folder: str, device: str, dtype: str, batch: int, reps: int, today: bool = False) -> dict:
+    """One end-to-end call per rep at the stack's defaults, or (today) at the defaults before
+    DPM-Solver++: DDIM 25 decoder steps and DDIM 64 prior steps."""
     pipe = UnCLIP.from_pretrained(folder, device=device, dtype=dtype)  # the pipeline applies its own autocast
+    old = {"sampler": "ddim", "steps": 25, "prior_sampler": "ddim", "prior_steps": 64} if today else {}
     dev = pipe.device
     prior_kind = "diffusion" if "diffusion" in pipe.priors else None
     prompts = ["a red circle left of a blue square"] * batch
@@ -89,8 +92,8 @@ def bench(folder: str, device: str, dtype: str, batch: int, reps: int) -> dict:
 
     def run():
         if prior_kind:
-            return pipe(prompts, seed=0, prior=prior_kind)  # the pipeline's (and widgets') default steps
-        return pipe.decode(z_img, seed=0)
+            return pipe(prompts, seed=0, prior=prior_kind, **old)  # the pipeline's (and widgets') defaults
+        return pipe.decode(z_img, seed=0, **{k: v for k, v in old.items() if not k.startswith("prior")})
 
     stages = {"decoder": (pipe.decoder, "forward")}
     if pipe.upsampler is not None:
@@ -124,11 +127,85 @@ def bench(folder: str, device: str, dtype: str, batch: int, reps: int) -> dict:
     compute = sum(s["forward_total_ms"] for s in per_stage.values())
     peak = (torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    return {"device": str(dev), "dtype": dtype, "batch": batch, "mode": "text->image" if prior_kind else
+    d = pipe.defaults
+    setting = old or {"sampler": d.decode.sampler, "steps": d.decode.steps, "prior_sampler": d.prior.sampler,
+                      "prior_steps": d.prior.steps}
+    return {"setting": ("before DPM-Solver++: " if today else "defaults: ") + json.dumps(setting),
+            "device": str(dev), "dtype": dtype, "batch": batch, "mode": "text->image" if prior_kind else
             "embedding->image (no prior in this stack)", "stages": per_stage, "wall_ms": round(wall, 2),
             "overhead_ratio": round(wall / compute, 3), "images_per_s": round(1e3 * batch / wall, 2),
             "peak_memory_mb": round(peak, 1), "peak_memory_kind": "cuda allocated" if dev.type == "cuda"
             else "process max RSS"}
+
+
+# ---------------------------------------------------------------------------- samplers side by side
+TODAY = {"sampler": "ddim", "steps": 25}  # the decoder's default before DPM-Solver++ (issue 22)
+
+
+def diffusers_dpm_decode(pipe, z, x_T, steps: int, guidance: float):
+    """The peer a user would pick: diffusers' DPMSolverMultistepScheduler (DPM-Solver++ 2M, its defaults
+    otherwise) driving this stack's decoder network, with the stack's guidance and conditioning."""
+    from diffusers import DPMSolverMultistepScheduler
+
+    from unclip_probe.backends.world.decode import _conditioning
+    from unclip_probe.diffusion import cfg_denoiser
+
+    cfg = pipe.decoder_cfg.diffusion
+    sched = DPMSolverMultistepScheduler(num_train_timesteps=cfg.T, beta_schedule={"cosine": "squaredcos_cap_v2",
+                                        "linear": "linear"}[cfg.schedule],
+                                        prediction_type={"v": "v_prediction", "eps": "epsilon", "x0": "sample"}[
+                                            cfg.prediction],
+                                        rescale_betas_zero_snr=cfg.zero_terminal_snr, timestep_spacing="trailing",
+                                        algorithm_type="dpmsolver++", solver_order=2)
+    sched.set_timesteps(steps)
+    B = z.shape[0]
+    text = torch.zeros(B, 1, pipe.decoder_cfg.unet.text_dim)
+    mask = torch.zeros(B, 1, dtype=torch.bool)
+    model_fn, cond, uncond = _conditioning(pipe.decoder, pipe.decoder_cfg, B, z, text, mask)
+    den = cfg_denoiser(model_fn, cond, uncond, guidance)
+    x = x_T
+    for t in sched.timesteps:
+        x = sched.step(den(x, t.expand(B)), t, x).prev_sample
+    return x.clamp(-1, 1)
+
+
+def side_by_side(folder: str, new: dict, n: int = 150, batch: int = 50) -> dict:
+    """Decodes of n single-object scenes from their true CLIP image embeddings (guidance as the stack's
+    default, one noise per scene shared by every setting), read by the oracle, at today's DDIM 25,
+    the new default and diffusers' DPM-Solver++ at the new default's steps: ms per image and readings."""
+    from unclip_probe.eval.common import RECONSTRUCTION_SEED, SINGLES
+    from unclip_probe.imaging import signed_to_pil
+    from unclip_probe.world import detect
+
+    pipe = UnCLIP.from_pretrained(folder, device="cpu")
+    scenes = sample_scenes(n, seed=RECONSTRUCTION_SEED + 1000, config=SINGLES)  # not the curve's scenes
+    guidance = pipe.defaults.decode.guidance
+    settings = {f"ours {TODAY['sampler']} {TODAY['steps']} (before)": ("ours", TODAY),
+                f"ours {new['sampler']} {new['steps']} (new default)": ("ours", new),
+                f"diffusers DPMSolverMultistepScheduler {new['steps']}": ("diffusers", new)}
+    rows = {}
+    for label, (who, cfg) in settings.items():
+        seconds, match, exact = 0.0, [], []
+        for i in range(0, n, batch):
+            chunk = scenes[i:i + batch]
+            z = pipe.clip.encode_image([render(s) for s in chunk])
+            x_T = pipe.noise(len(chunk), seed=i)
+            t = time.perf_counter()
+            with torch.no_grad():
+                if who == "ours":
+                    images = pipe.decode(z, x_T=x_T, steps=cfg["steps"], sampler=cfg["sampler"], upsample=False)
+                else:
+                    images = signed_to_pil(diffusers_dpm_decode(pipe, z, x_T, cfg["steps"], guidance))
+            seconds += time.perf_counter() - t
+            for s, im in zip(chunk, images):
+                got, want = detect(im), s.objects[0]
+                ok = any(o.shape == want.shape and o.color == want.color for o in got.objects)
+                match.append(ok)
+                exact.append(ok and len(got.objects) == 1)
+        rows[label] = {"ms_per_image": round(1e3 * seconds / n, 1), "object_matches": round(sum(match) / n, 4),
+                       "exact_scene_objects": round(sum(exact) / n, 4), "steps": cfg["steps"], "n": n,
+                       "batch": batch, "guidance": guidance}
+    return rows
 
 
 def main() -> None:
@@ -139,6 +216,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2, help="CPU threads (the widget target is for 2 cores)")
     p.add_argument("--out", default="benchmarks/results/bench_sampling.json")
     p.add_argument("--devices", default="cpu,cuda", help="comma-separated; cuda is skipped where absent")
+    p.add_argument("--side-by-side", action="store_true", help="also decode 150 scenes at today's DDIM 25, the new "
+                                                               "default and diffusers' DPM-Solver++, read by the oracle")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     wanted = args.devices.split(",")
@@ -146,10 +225,15 @@ def main() -> None:
     if torch.cuda.is_available() and "cuda" in wanted:
         configs += [("cuda", "fp32"), ("cuda", "bf16"), ("cuda", "fp16")]
     results = [bench(args.checkpoints, d, t, args.batch, args.reps) for d, t in configs]
-    out = {"command": "python benchmarks/bench_sampling.py", "checkpoints": args.checkpoints,
+    results += [bench(args.checkpoints, d, t, args.batch, args.reps, today=True) for d, t in configs]
+    out = {"command": "python benchmarks/bench_sampling.py" + (" --side-by-side" if args.side_by_side else ""),
+           "checkpoints": args.checkpoints,
            "machine": f"{platform.platform()}, {torch.get_num_threads()} CPU threads, torch {torch.__version__}"
                       + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""),
            "results": results}
+    if args.side_by_side:
+        d = UnCLIP.from_pretrained(args.checkpoints, device="cpu").defaults.decode
+        out["side_by_side"] = side_by_side(args.checkpoints, {"sampler": d.sampler, "steps": d.steps})
     text = json.dumps(out, indent=2)
     print(text)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

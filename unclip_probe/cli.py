@@ -14,7 +14,8 @@ from .errors import ProbeInputError
 
 # the library's argument names -> this command's flags, so that an error names what the user typed
 FLAGS = {"n": "--n", "seed": "--seed", "size": "--size", "cols": "--cols", "guidance": "--guidance",
-         "steps": "--steps", "prior": "--prior-kind", "folder": "--checkpoints", "device": "--device", "out": "--out"}
+         "steps": "--steps", "prior": "--prior-kind", "sampler": "--sampler", "prior_sampler": "--prior-sampler",
+         "folder": "--checkpoints", "device": "--device", "out": "--out"}
 
 
 def _cmd_world(args: argparse.Namespace) -> None:
@@ -33,6 +34,7 @@ def _cmd_world(args: argparse.Namespace) -> None:
     print(f"wrote {out} ({len(scenes)} scenes, seed {args.seed})")
 
 
+SAMPLER_NAMES = ("ddim", "ddpm", "dpm++2m")  # diffusion.SAMPLERS, named here so that --help imports no torch
 STACK_KINDS = ("world", "kandinsky-2.2", "stable-unclip-h", "stable-unclip-l", "karlo")  # backends.STACKS
 
 
@@ -72,13 +74,17 @@ def _cmd_generate(args: argparse.Namespace) -> None:
     validate.prompts(args.prompts), validate.seed(args.seed, "--seed"), validate.steps(args.steps, "--steps")
     validate.guidance(args.guidance, "--guidance")
     validate.choice(args.prior_kind, ("diffusion", "ar"), "--prior-kind")
+    for flag, value in (("--sampler", args.sampler), ("--prior-sampler", args.prior_sampler)):
+        if value is not None:
+            validate.choice(value, SAMPLER_NAMES, flag)
     spec = _stack_args(args)
     out = validate.output_path(args.out, "--out", image=True)  # before the sampling, not after it
     pipe = _load(args, spec)
     with validate.renamed(**FLAGS):
         prompts = [p for p in args.prompts for _ in range(args.n)]  # n samples of each prompt, one batch
-        guidance = {} if args.guidance is None else {"guidance": args.guidance}
-        images = pipe(prompts, seed=args.seed, prior=args.prior_kind, steps=args.steps, **guidance)
+        options = {k: v for k, v in (("guidance", args.guidance), ("sampler", args.sampler),
+                                     ("prior_sampler", args.prior_sampler)) if v is not None}
+        images = pipe(prompts, seed=args.seed, prior=args.prior_kind, steps=args.steps, **options)
     out.parent.mkdir(parents=True, exist_ok=True)
     size = images[0].size[0]
     captioned_grid(images, prompts, cols=min(args.n, 8) if len(args.prompts) == 1 else args.n,
@@ -186,7 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--prior-kind", default="diffusion", help="which prior samples the embedding: diffusion | ar")
     g.add_argument("--guidance", type=float, default=None,
                    help="decoder classifier-free guidance (default: the pipeline's DECODER_GUIDANCE)")
-    g.add_argument("--steps", type=int, default=25, help="decoder DDIM steps")
+    g.add_argument("--steps", type=int, default=None, help="decoder steps (default: the stack's)")
+    g.add_argument("--sampler", default=None, help=f"decoder sampler: {' | '.join(SAMPLER_NAMES)} (default: the "
+                                                   "stack's)")
+    g.add_argument("--prior-sampler", default=None, help="the diffusion prior's sampler (default: the stack's)")
     _add_stack_flags(g)
     g.add_argument("--device", default="auto")
     g.add_argument("--out", default="grid.png")

@@ -89,3 +89,12 @@ def test_load_stack_and_manipulations_resolve():
                "out = {'load_stack': unclip_probe.load_stack is unclip_probe.backends.load_stack,\n"
                "       'manipulations': unclip_probe.manipulations is sys.modules['unclip_probe.manipulations']}")
     assert out == {"load_stack": True, "manipulations": True}
+
+
+@pytest.mark.parametrize("flag", ["--sampler", "--prior-sampler"])
+def test_an_unknown_sampler_is_one_sentence_before_anything_loads(flag, capsys):
+    from unclip_probe.cli import main
+
+    assert main(["generate", "a red circle", flag, "dpm", "--checkpoints", "/no/such/folder"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"unclip-probe generate: {flag}: got 'dpm', expected one of 'ddim', 'ddpm', 'dpm++2m'")

@@ -148,3 +148,71 @@ def test_single_steps_match_diffusers_from_the_same_state(prediction):
         torch.testing.assert_close(got, ref.prev_sample, rtol=0, atol=ATOL)
         torch.testing.assert_close(got_x0, ref.pred_original_sample, rtol=0, atol=ATOL)
         x = ref.prev_sample
+
+
+# ---------------------------------------------------------------------------- DPM-Solver++(2M)
+def _dpm_scheduler(kind: str, zsnr: bool, prediction: str, steps: int, precise: bool = False):
+    """diffusers' DPM-Solver++(2M) in its default form, given our float64 schedule. It casts its sigmas
+    to float32 in set_timesteps; ``precise`` puts them back in float64 (its own formula, sqrt((1 -
+    alpha_bar) / alpha_bar) at the timesteps, then 0), without which eps prediction's x0 at
+    alpha_bar_{T-1} ~ 1e-9 (|x0| ~ 1e4) carries float32 rounding of ~1e-4 into the first step."""
+    from diffusers import DPMSolverMultistepScheduler
+
+    sched = DPMSolverMultistepScheduler(**{k: v for k, v in config(kind, zsnr, prediction).items()
+                                           if k not in ("clip_sample", "steps_offset")},
+                                        algorithm_type="dpmsolver++", solver_order=2, solver_type="midpoint",
+                                        lower_order_final=True, final_sigmas_type="zero")
+    ours = make_schedule(kind, T, zero_terminal_snr=zsnr)
+    sched.alphas_cumprod = ours.alphas_cumprod.clone()
+    if zsnr:
+        sched.alphas_cumprod[-1] = 2 ** -24  # what its constructor does at zero terminal SNR
+    sched.set_timesteps(steps)
+    if precise:
+        ab = sched.alphas_cumprod[sched.timesteps]
+        sched.sigmas = torch.cat([((1 - ab) / ab) ** 0.5, torch.zeros(1, dtype=ab.dtype)])
+    return sched
+
+
+@pytest.mark.parametrize("case,dtype", PRECISIONS, ids=IDS)
+def test_dpmpp_2m_sampler_matches_diffusers(case, dtype):
+    """DPM-Solver++(2M) equals diffusers' DPMSolverMultistepScheduler step for step: the sample after
+    each step and the data prediction it used (the scheduler's model_outputs[-1])."""
+    from unclip_probe.diffusion import sample_dpmpp_2m
+
+    kind, zsnr, prediction, steps = case
+    sched = _dpm_scheduler(*case, precise=dtype == torch.float64)
+    x, theirs = x_T(0).to(dtype), []
+    for t in sched.timesteps:
+        x = sched.step(fake_model(x, t.expand(x.shape[0])), t, x).prev_sample
+        theirs.append((x, sched.model_outputs[-1]))
+    ours, cb = _record()
+    sample_dpmpp_2m(fake_model, x_T(0).to(dtype), make_schedule(kind, T, zero_terminal_snr=zsnr), steps,
+                    prediction=prediction, callback=cb)
+    assert sched.timesteps.tolist() == sampling_timesteps(make_schedule(kind, T), steps)
+    if prediction == "eps":
+        # diffusers' step casts the sample to float32 whatever its dtype; under eps prediction this fake
+        # model drives |x| to ~4e3 after the first step, where float32's rounding alone is ~2e-4. The
+        # comparison there is relative, at float32's precision: |ours - theirs| <= 1e-5 + 1e-6 |theirs|.
+        for i, ((x, x0), (x_d, x0_d)) in enumerate(zip(ours, theirs)):
+            torch.testing.assert_close(x, x_d, rtol=1e-6, atol=ATOL, msg=lambda m: f"x after step {i}: {m}")
+            torch.testing.assert_close(x0, x0_d, rtol=1e-6, atol=ATOL, msg=lambda m: f"x0 at step {i}: {m}")
+        assert len(ours) == len(theirs)
+        return
+    _assert_trajectories_close(ours, theirs)
+
+
+def test_dpmpp_2m_takes_explicit_timesteps_as_diffusers_does():
+    """k-diffusion style: any descending timesteps, here diffusers' own "linspace" spacing."""
+    from unclip_probe.diffusion import sample_dpmpp_2m
+
+    sched = _dpm_scheduler("cosine", True, "v", 12)
+    sched.config.timestep_spacing = "linspace"
+    sched.set_timesteps(12)
+    ts = sched.timesteps.tolist()
+    assert ts != sampling_timesteps(make_schedule("cosine", T), 12)
+    x = x_T(3)
+    for t in sched.timesteps:
+        x = sched.step(fake_model(x, t.expand(x.shape[0])), t, x).prev_sample
+    ours = sample_dpmpp_2m(fake_model, x_T(3), make_schedule("cosine", T, zero_terminal_snr=True), timesteps=ts,
+                           prediction="v")
+    torch.testing.assert_close(ours, x, rtol=0, atol=ATOL)

@@ -11,6 +11,8 @@ import math
 import pytest
 import torch
 
+import unclip_probe.diffusion as samplers_by_name
+
 from unclip_probe.diffusion import (Schedule, cfg_denoiser, cosine_betas, ddim_step, ddpm_step, diffusion_loss,
                                     invert_ddim, linear_betas, make_schedule, predict_x0_eps, q_sample,
                                     sample_ddim, sample_ddpm, sampling_timesteps, training_target, v_target)
@@ -314,3 +316,57 @@ def test_bad_input_names_the_argument(argument, call):
         call()
     message = str(info.value)
     assert message.count("\n") == 0 and len(message) < 240
+
+
+# ---------------------------------------------------------------------------- samplers by name, explicit timesteps
+def _toy(x, t):
+    return 0.5 * torch.tanh(x) + 0.01 * t.float().view(-1, *[1] * (x.dim() - 1)) / 100
+
+
+def test_sample_dispatches_by_name_and_explicit_timesteps_equal_steps():
+    from unclip_probe.diffusion import SAMPLERS, sample, sample_ddim, sample_dpmpp_2m, sampling_timesteps
+
+    sched = make_schedule("cosine", 100)
+    x = torch.randn(2, 3, generator=torch.Generator().manual_seed(0))
+    assert set(SAMPLERS) == {"ddim", "ddpm", "dpm++2m"}
+    ts = sampling_timesteps(sched, 7)
+    for name, fn in (("ddim", sample_ddim), ("dpm++2m", sample_dpmpp_2m)):
+        by_name = sample(name, _toy, x, sched, 7, prediction="v")
+        assert torch.equal(by_name, fn(_toy, x, sched, 7, prediction="v"))
+        assert torch.equal(by_name, fn(_toy, x, sched, timesteps=ts, prediction="v"))
+    assert not torch.allclose(sample("ddim", _toy, x, sched, 7, prediction="v"),
+                              sample("dpm++2m", _toy, x, sched, 7, prediction="v"))
+    g = lambda: torch.Generator().manual_seed(1)  # noqa: E731
+    assert torch.equal(sample("ddpm", _toy, x, sched, 5, generator=g(), prediction="v"),
+                       sample("ddpm", _toy, x, sched, 5, generator=g(), prediction="v"))
+
+
+def test_dpmpp_2m_first_and_last_steps_are_first_order():
+    """One step of DPM-Solver++(2M) lands on the model's x0, as DDIM's does (both are exact there)."""
+    from unclip_probe.diffusion import sample_ddim, sample_dpmpp_2m
+
+    sched = make_schedule("linear", 50)
+    x = torch.randn(3, 4, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(sample_dpmpp_2m(_toy, x, sched, 1, prediction="x0"),
+                               sample_ddim(_toy, x, sched, 1, prediction="x0"))
+
+
+@pytest.mark.parametrize("call, argument", [
+    (lambda s, x: samplers_by_name.sample("dpm2", _toy, x, s, 4), "sampler"),
+    (lambda s, x: samplers_by_name.sample("dpm++2m", _toy, x, s, 4, eta=0.3),
+     "eta"),
+    (lambda s, x: samplers_by_name.sample_dpmpp_2m(
+        _toy, x, s, timesteps=[10, 20]), "timesteps"),
+    (lambda s, x: samplers_by_name.sample_ddim(
+        _toy, x, s, timesteps=[30, 30, 2]), "timesteps"),
+    (lambda s, x: samplers_by_name.sample_ddim(
+        _toy, x, s, timesteps=[60, 2]), "timesteps"),
+    (lambda s, x: samplers_by_name.sample_ddim(
+        _toy, x, s, 3, timesteps=[30, 2]), "steps"),
+    (lambda s, x: samplers_by_name.sample_dpmpp_2m(
+        _toy, x, make_schedule("cosine", 50, zero_terminal_snr=True), 4, prediction="eps"), "prediction"),
+])
+def test_sampler_bad_input_names_the_argument(call, argument):
+    with pytest.raises(ProbeInputError) as e:
+        call(make_schedule("cosine", 50), torch.randn(2, 3))
+    assert str(e.value).startswith(f"{argument}: ")

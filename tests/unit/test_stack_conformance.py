@@ -123,6 +123,28 @@ def test_noise_is_the_seeded_x_T_of_decode(s):
     assert len(low) == 2 and low[0].size[0] <= s.image_size
 
 
+def test_every_sampler_decodes_and_a_wrong_one_is_named(s):
+    """sampler= on decode and on the text -> image call: each of diffusion.SAMPLERS draws (DPM-Solver++
+    and DDIM from the same noise differ; each is deterministic), an unknown name or DDIM's eta with
+    another sampler is one sentence."""
+    from unclip_probe.diffusion import SAMPLERS
+
+    z = s.encode_image(_images(2))
+    drawn = {name: s.decode(z, seed=3, steps=3, sampler=name, upsample=False) for name in SAMPLERS}
+    as_bytes = {name: [im.tobytes() for im in ims] for name, ims in drawn.items()}
+    assert as_bytes["dpm++2m"] != as_bytes["ddim"]
+    assert as_bytes["dpm++2m"] == [im.tobytes() for im in s.decode(z, seed=3, steps=3, sampler="dpm++2m",
+                                                                      upsample=False)]
+    with pytest.raises(ProbeInputError, match="^sampler: got 'dpm', expected one of"):
+        s.decode(z, sampler="dpm")
+    with pytest.raises(ProbeInputError, match="^eta: applies to the 'ddim' sampler only"):
+        s.decode(z, eta=0.5, sampler="dpm++2m")
+    if s.prior_kinds:
+        assert len(s(["a red circle"], seed=0, steps=STEPS, sampler="dpm++2m")) == 1
+        with pytest.raises(ProbeInputError, match="^sampler: "):
+            s(["a red circle"], sampler="euler")
+
+
 def test_priors_and_their_absence(s):
     for kind in s.prior_kinds:
         steps = STEPS if kind == "diffusion" else None  # the AR prior takes one step per PCA code

@@ -68,6 +68,30 @@ def test_decode_equals_the_diffusers_pipeline(stack, pipes, guidance):
         assert np.abs(reference(z, torch.zeros_like(negative)) - ref).max() > 1e-3
 
 
+def test_dpmpp_2m_decode_equals_the_pipeline_with_its_dpm_solver(stack, pipes, folders):
+    """sampler="dpm++2m": the pipeline with diffusers' DPMSolverMultistepScheduler swapped in (the
+    scheduler a user would pick), from the same folder's config."""
+    from diffusers import DPMSolverMultistepScheduler, KandinskyV22Pipeline
+
+    dec = folders["decoder"]
+    pipe = KandinskyV22Pipeline.from_pretrained(dec, scheduler=DPMSolverMultistepScheduler.from_pretrained(
+        dec, subfolder="scheduler", algorithm_type="dpmsolver++", solver_order=2), local_files_only=True)
+    pipe.set_progress_bar_config(disable=True)
+    z = stack.encode_image(world_images(2))
+    x_T, S = stack.noise(2, seed=6), stack.image_size
+    ref = pipe(image_embeds=z, negative_image_embeds=pipes[1].get_zero_embed(2), latents=x_T.clone(), height=S,
+               width=S, num_inference_steps=STEPS, guidance_scale=4.0, output_type="np").images
+    with torch.no_grad():
+        ours = stack._decode(z, x_T=x_T, steps=STEPS, guidance=4.0, sampler="dpm++2m")
+        ddim = stack._decode(z, x_T=x_T, steps=STEPS, guidance=4.0)
+    assert np.abs(as_array(ours) - ref).max() < 1e-5
+    assert np.abs(as_array(ddim) - ref).max() > 1e-3  # another sampler draws otherwise: the test can fail
+    with pytest.raises(ProbeInputError, match="^eta: applies to the 'ddim' sampler only"):
+        stack.decode(z, x_T=x_T, steps=STEPS, eta=0.5, sampler="dpm++2m")
+    with pytest.raises(ProbeInputError, match="^sampler: the kandinsky-2.2 prior samples with its pipeline's"):
+        stack.prior(["a red circle"], sampler="dpm++2m")
+
+
 def test_negative_is_the_prior_pipelines_zero_embedding(stack, pipes):
     assert torch.allclose(stack.negative, pipes[1].get_zero_embed(1), atol=1e-6)
 

@@ -35,11 +35,13 @@ from unclip_probe.errors import ProbeInputError, bad_input
 
 @dataclass(frozen=True)
 class Sampling:
-    """How one operation samples: classifier-free guidance scale, DDIM steps, DDIM eta."""
+    """How one operation samples: classifier-free guidance scale, steps, DDIM eta, and the sampler
+    (a name in ``diffusion.SAMPLERS``: "ddim", "ddpm", "dpm++2m")."""
 
     guidance: float
     steps: int
     eta: float = 0.0
+    sampler: str = "ddim"
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ class StackDefaults:
     (``ar_prior.steps`` is unused: the AR prior takes one step per PCA code). inversion:
     DDIM steps of ``invert``. variations / interpolation / text_diff: the manipulations
     of paper §3 (variations' and text diffs' decodes start from an inverted x_T, so they
-    share ``inversion.steps``). upsample_steps: each upsampler's DDIM steps."""
+    share ``inversion.steps``). upsample_steps / upsample_sampler: each upsampler's steps and sampler."""
 
     decode: Sampling
     prior: Sampling
@@ -61,6 +63,7 @@ class StackDefaults:
     interpolation: Sampling
     text_diff: Sampling
     upsample_steps: int = 10
+    upsample_sampler: str = "ddim"
 
 
 PRIOR_KINDS = ("diffusion", "ar")
@@ -100,12 +103,15 @@ class Stack(Protocol):
 
     def encode_text(self, prompts: Sequence[str]) -> Tensor: ...  # (B, D) unit norm
 
+    # sampler: a name in diffusion.SAMPLERS ("ddim", "ddpm", "dpm++2m"); None: the stack's default
     def prior(self, prompts: str | Sequence[str], *, seed: int = 0, kind: str = "diffusion",
-              guidance: float | None = None, steps: int | None = None) -> Tensor: ...  # (B, D)
+              guidance: float | None = None, steps: int | None = None,
+              sampler: str | None = None) -> Tensor: ...  # (B, D)
 
     def decode(self, z: Tensor, *, seed: int = 0, x_T: Tensor | None = None,
                prompts: Sequence[str] | None = None, guidance: float | None = None, steps: int | None = None,
-               eta: float = 0.0, upsample: bool = True) -> list[Image.Image]: ...  # z (B, D); x_T (B, *noise_shape)
+               eta: float = 0.0, upsample: bool = True,
+               sampler: str | None = None) -> list[Image.Image]: ...  # z (B, D); x_T (B, *noise_shape)
 
     def invert(self, images, *, steps: int | None = None, z: Tensor | None = None) -> Tensor: ...  # (B, *noise_shape)
 
@@ -114,7 +120,8 @@ class Stack(Protocol):
     def with_decoder(self, name: str) -> "Stack": ...  # the same stack with another of its decoders
 
     def __call__(self, prompts: str | Sequence[str], *, seed: int = 0, prior: str = "diffusion",
-                 guidance: float | None = None, steps: int | None = None) -> list[Image.Image]: ...
+                 guidance: float | None = None, steps: int | None = None,
+                 sampler: str | None = None) -> list[Image.Image]: ...
 
 
 # The members above, by name: the seam test checks that code above backends/ uses no other.

@@ -29,6 +29,7 @@ from unclip_probe import validate
 from unclip_probe.backends import latent
 from unclip_probe.backends.base import Sampling
 from unclip_probe.device import resolve_device, resolve_dtype, sampling
+from unclip_probe.diffusion import check_sampler
 from unclip_probe.errors import bad_input
 
 NAME = "kandinsky-2.2"
@@ -83,11 +84,17 @@ class Kandinsky22(latent.LatentStack):
 
     @sampling
     def prior(self, prompts, *, seed: int = 0, kind: str = "diffusion", guidance: float | None = None,
-              steps: int | None = None) -> Tensor:
+              steps: int | None = None, sampler: str | None = None) -> Tensor:
         """Raw image embeddings (B, 1280) for the prompts, as decode takes them (the prior pipeline's
         ``image_embeds``: un-normalised with CLIP's statistics, not unit-norm). guidance / steps None:
-        ``defaults.prior``. A prompt past the 77-token context is refused (the pipeline would truncate)."""
+        ``defaults.prior``. A prompt past the 77-token context is refused (the pipeline would truncate).
+        sampler: the pipeline's own UnCLIPScheduler, ancestral ("ddpm", the default); its step takes
+        arguments no other diffusers scheduler does, so other samplers are refused."""
         kind = self._check_prior_kind(kind)
+        if sampler not in (None, "ddpm"):
+            check_sampler(sampler)  # an unknown name gets the usual list
+            raise bad_input("sampler", f"the {self.name} prior samples with its pipeline's UnCLIPScheduler (ancestral, "
+                                       f"'ddpm'), got {sampler!r}; the other samplers serve its decoder")
         prompts, seed = validate.prompts(prompts), validate.seed(seed)
         guidance = validate.guidance(guidance, "guidance")
         steps = validate.steps(steps, "steps", self.prior_pipe.scheduler.config.num_train_timesteps)

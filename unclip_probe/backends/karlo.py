@@ -37,8 +37,9 @@ from torch import Tensor
 from unclip_probe import validate
 from unclip_probe.backends import latent
 from unclip_probe.backends.base import PRIOR_KINDS, Sampling, StackDefaults, missing
-from unclip_probe.backends.karlo_parts import (Layout, Stage, Text, check_layout, decoder_cond, decoder_uncond,
-                                               invert_decoder, sample_decoder, sample_prior, sample_super_res)
+from unclip_probe.backends.karlo_parts import (SAMPLERS, Layout, Stage, Text, check_layout, decoder_cond,
+                                               decoder_uncond, invert_decoder, sample_decoder, sample_prior,
+                                               sample_super_res)
 from unclip_probe.device import autocast, resolve_device, resolve_dtype
 from unclip_probe.errors import bad_input
 from unclip_probe.imaging import pil_to_signed, signed_to_pil
@@ -216,13 +217,21 @@ class Karlo:
         return d.guidance if guidance is None else guidance, d.steps if steps is None else steps
 
     def prior(self, prompts: str | Sequence[str], *, seed: int = 0, kind: str = "diffusion",
-              guidance: float | None = None, steps: int | None = None) -> Tensor:
+              guidance: float | None = None, steps: int | None = None, sampler: str | None = None) -> Tensor:
         """Unit-norm CLIP image embeddings (B, D) for the prompts; None: ``defaults.prior``."""
         prompts, seed = validate.prompts(prompts), validate.seed(seed)
         self._check_kind(kind)
         guidance, steps = self._prior_args(guidance, steps)
+        sampler = self._sampler(sampler, self.defaults.prior)
         with self._run():
-            return F.normalize(self._prior(self._text(prompts), seed, guidance, steps), dim=-1)
+            return F.normalize(self._prior(self._text(prompts), seed, guidance, steps, sampler), dim=-1)
+
+    def _sampler(self, sampler: str | None, default, eta: float = 0.0, name: str = "sampler") -> str:
+        """A sampler name among karlo_parts.SAMPLERS (None: the operation's default); eta is DDIM's."""
+        sampler = default.sampler if sampler is None else validate.choice(sampler, SAMPLERS, name)
+        if eta and sampler != "ddim":
+            raise bad_input("eta", f"applies to the 'ddim' sampler only, got eta={eta:g} with sampler {sampler!r}")
+        return sampler
 
     def prior_raw(self, prompts: str | Sequence[str], *, seed: int = 0, guidance: float | None = None,
                   steps: int | None = None, sampler: str = "ddim", generator: torch.Generator | None = None,
@@ -248,13 +257,15 @@ class Karlo:
     # ------------------------------------------------------------------ decoder and super-res (paper §2.1)
     def decode(self, z: Tensor, *, seed: int = 0, x_T: Tensor | None = None, prompts: Sequence[str] | None = None,
                guidance: float | None = None, steps: int | None = None, eta: float = 0.0, upsample: bool = True,
-               upsample_steps: int | None = None) -> list[Image.Image]:
+               upsample_steps: int | None = None, sampler: str | None = None) -> list[Image.Image]:
         """Images for CLIP image embeddings z (B, D) (unit norm, rescaled: module docstring), optionally
-        also reading captions. x_T (B, 3, 64, 64); None: drawn from `seed`. None: ``defaults.decode``."""
+        also reading captions. x_T (B, 3, 64, 64); None: drawn from `seed`. None: ``defaults.decode``.
+        sampler: the decoder's and super-res' ("ddim", "ddpm" or "dpm++2m")."""
         z = latent.check_z(z, self.embed_dim, self.name, CLIP_NAME)
         args = self._decode_args(z.shape[0], seed, x_T, prompts, guidance, steps, eta, upsample, upsample_steps)
+        sampler = self._sampler(sampler, self.defaults.decode, args[5])
         with self._run():
-            return signed_to_pil(self._decode(self._raw(z), *args))
+            return signed_to_pil(self._decode(self._raw(z), *args, sampler))
 
     def decode_raw(self, z_raw: Tensor, *, prompts: Sequence[str] | None = None, seed: int = 0,
                    x_T: Tensor | None = None, guidance: float | None = None, steps: int | None = None,
@@ -314,16 +325,20 @@ class Karlo:
 
     def __call__(self, prompts: str | Sequence[str], *, seed: int = 0, prior: str = "diffusion",
                  guidance: float | None = None, steps: int | None = None, prior_guidance: float | None = None,
-                 prior_steps: int | None = None, upsample_steps: int | None = None) -> list[Image.Image]:
+                 prior_steps: int | None = None, upsample_steps: int | None = None, sampler: str | None = None,
+                 prior_sampler: str | None = None) -> list[Image.Image]:
         """Text -> 256 px images: prior, decoder (reading the prompt too), super-res (paper Fig. 2)."""
         prompts = validate.prompts(prompts)
         self._check_kind(prior, "prior")
         p_guidance, p_steps = self._prior_args(prior_guidance, prior_steps, ("prior_guidance", "prior_steps"))
+        sampler = self._sampler(sampler, self.defaults.decode)
+        prior_sampler = self._sampler(prior_sampler, self.defaults.prior, name="prior_sampler")
         text, seed, _, guidance, steps, eta, _, upsample_steps = self._decode_args(
             len(prompts), seed, None, prompts, guidance, steps, 0.0, True, upsample_steps)  # one text-tower pass
         with self._run():
-            z_raw = self._prior(text, seed, p_guidance, p_steps)
-            return signed_to_pil(self._decode(z_raw, text, seed, None, guidance, steps, eta, True, upsample_steps))
+            z_raw = self._prior(text, seed, p_guidance, p_steps, prior_sampler)
+            return signed_to_pil(self._decode(z_raw, text, seed, None, guidance, steps, eta, True, upsample_steps,
+                                              sampler))
 
     # ------------------------------------------------------------------ inversion (paper §3.1)
     def _pixels(self, images: list[Image.Image]) -> Tensor:

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from unclip_probe.diffusion import cfg_denoiser
+from unclip_probe.diffusion import cfg_denoiser, sample_dpmpp_2m
 from unclip_probe.diffusion.from_diffusers import (clip_from_config, invert_ddim_at, linspace_timesteps,
                                                    prediction_from_config, sample_ddim_at, sample_ddpm_at,
                                                    schedule_from_config)
@@ -51,7 +51,7 @@ COMPONENTS = {  # karlo-v1-alpha: folder -> (class, the file that names it)
 }
 LAYOUT = "model_index.json and " + ", ".join(f"{k}/" for k in COMPONENTS)
 REAL_CLIP = "Karlo v1 alpha: OpenAI CLIP ViT-L/14, 768"
-SAMPLERS = ("ddim", "ddpm")
+SAMPLERS = ("ddim", "ddpm", "dpm++2m")  # dpm++2m: diffusion.sample_dpmpp_2m over the stage's timesteps
 
 
 # ----------------------------------------------------------------------------- layout
@@ -208,15 +208,20 @@ def _guided_keep_variance(model_fn, cond: dict, uncond: dict, scale: float, C: i
 def sample_decoder(decoder, stage: Stage, cond: dict, uncond: dict, x_T: Tensor, *, steps: int, guidance: float,
                    sampler: str = "ddim", eta: float = 0.0, generator: torch.Generator | None = None) -> Tensor:
     """x_0 (B, 3, S, S) in [-1, 1] from x_T (B, 3, S, S). "ddim": this package's DDIM over the eps
-    channels; "ddpm": the pipelines' ancestral sampler with the learned variance."""
+    channels; "ddpm": the pipelines' ancestral sampler with the learned variance; "dpm++2m":
+    DPM-Solver++(2M) over the eps channels."""
     _check_sampler(sampler)
     C = x_T.shape[1]
     model_fn = lambda x, t, c: decoder(x, t, **c).sample  # noqa: E731  (B, 2C, S, S) with learned variance
     ts = stage.timesteps(steps)
-    if sampler == "ddim":
+    if sampler in ("ddim", "dpm++2m"):  # both read the eps channels only
         den = cfg_denoiser(lambda x, t, c: model_fn(x, t, c)[:, :C], cond, uncond, guidance)
-        x = sample_ddim_at(den, x_T, stage.schedule, ts, generator=generator, eta=eta, prediction=stage.prediction,
-                           clip_x0=stage.clip_x0)
+        if sampler == "ddim":
+            x = sample_ddim_at(den, x_T, stage.schedule, ts, generator=generator, eta=eta,
+                               prediction=stage.prediction, clip_x0=stage.clip_x0)
+        else:
+            x = sample_dpmpp_2m(den, x_T, stage.schedule, timesteps=ts, prediction=stage.prediction,
+                                clip_x0=stage.clip_x0)
     else:
         learned = stage.variance == "learned_range"
         den = _guided_keep_variance(model_fn, cond, uncond, guidance, C) if learned else \
@@ -255,6 +260,9 @@ def sample_super_res(first, last, stage: Stage, low: Tensor, x_T: Tensor, *, ste
     if sampler == "ddim":
         return sample_ddim_at(denoiser, x_T, stage.schedule, stage.timesteps(steps), prediction=stage.prediction,
                               clip_x0=stage.clip_x0)
+    if sampler == "dpm++2m":
+        return sample_dpmpp_2m(lambda x, t: denoiser(x, t)[:, :x.shape[1]], x_T, stage.schedule,
+                               timesteps=stage.timesteps(steps), prediction=stage.prediction, clip_x0=stage.clip_x0)
     return sample_ddpm_at(denoiser, x_T, stage.schedule, stage.timesteps(steps), generator=generator,
                           prediction=stage.prediction, clip_x0=stage.clip_x0, variance=stage.variance)
 
@@ -273,6 +281,8 @@ def sample_prior(prior, stage: Stage, text: Text, empty: Text, x_T: Tensor, *, s
     ts = stage.timesteps(steps)
     if sampler == "ddim":
         x = sample_ddim_at(den, x_T, stage.schedule, ts, prediction=stage.prediction, clip_x0=stage.clip_x0)
+    elif sampler == "dpm++2m":
+        x = sample_dpmpp_2m(den, x_T, stage.schedule, timesteps=ts, prediction=stage.prediction, clip_x0=stage.clip_x0)
     else:
         x = sample_ddpm_at(den, x_T, stage.schedule, ts, generator=generator, prediction=stage.prediction,
                            clip_x0=stage.clip_x0, variance=stage.variance)

@@ -11,8 +11,10 @@ A real stack is a diffusers U-Net over autoencoder latents, conditioned on a CLI
 - ``LatentStack``: the Stack protocol members that do not depend on the decoder; a subclass
   supplies its conditioning, its U-Net call and its autoencoder.
 
-**Sampler.** Sampling runs diffusers' own ``DDIMScheduler``, built afresh per call from the
-folder's scheduler config (``DDIMScheduler.from_config``), not this package's samplers
+**Sampler.** Sampling runs diffusers' own ``DDIMScheduler`` (or, with ``sampler=``, its
+``DDPMScheduler`` or ``DPMSolverMultistepScheduler`` as DPM-Solver++(2M), the scheduler this
+package's ``sample_dpmpp_2m`` equals step for step), built afresh per call from the folder's
+scheduler config (``DDIMScheduler.from_config``), not this package's samplers
 (``diffusion/samplers.py``): those use "trailing" timesteps and alpha_bar = 1 after the last
 step, while these models' configs ask for "leading" timesteps with ``steps_offset`` 1 and, for
 Stable unCLIP, ``set_alpha_to_one=False``; matching the pipelines to 1e-5 means taking their
@@ -44,6 +46,7 @@ from unclip_probe import imaging, validate
 from unclip_probe.backends.base import PRIOR_KINDS, Sampling, StackDefaults, missing, unit_norm
 from unclip_probe.checkpoints import file_checksum
 from unclip_probe.device import sampling
+from unclip_probe.diffusion import check_sampler
 from unclip_probe.errors import ProbeInputError, bad_input
 from unclip_probe.imaging import pil_to_signed, signed_to_pil
 
@@ -191,24 +194,35 @@ def squares(images: object, size: int, argument: str = "images") -> list[Image.I
 
 
 # ----------------------------------------------------------------------------- sampling
-def ddim(config: Mapping[str, Any], steps: int, device: torch.device):
-    """A fresh DDIMScheduler from a folder's scheduler config, set to ``steps`` timesteps."""
-    from diffusers import DDIMScheduler
+def ddim(config: Mapping[str, Any], steps: int, device: torch.device, sampler: str = "ddim"):
+    """A fresh diffusers scheduler from a folder's scheduler config, set to ``steps`` timesteps:
+    DDIMScheduler ("ddim"), DDPMScheduler ("ddpm") or DPMSolverMultistepScheduler as DPM-Solver++(2M)
+    ("dpm++2m"; equal to this package's ``sample_dpmpp_2m``, tests/unit/test_diffusers_equivalence.py)."""
+    import diffusers
 
-    scheduler = DDIMScheduler.from_config(dict(config))
+    from unclip_probe.diffusion import check_sampler
+
+    check_sampler(sampler)
+    if sampler == "dpm++2m":
+        scheduler = diffusers.DPMSolverMultistepScheduler.from_config(
+            dict(config), algorithm_type="dpmsolver++", solver_order=2, solver_type="midpoint", final_sigmas_type="zero")
+    else:
+        scheduler = (diffusers.DDIMScheduler if sampler == "ddim" else diffusers.DDPMScheduler).from_config(dict(config))
     scheduler.set_timesteps(steps, device=device)
     return scheduler
 
 
 def sample(denoise: Denoise, x_T: Tensor, cond: dict, uncond: dict, config: Mapping[str, Any], *, steps: int,
            guidance: float, eta: float = 0.0, generator: torch.Generator | None = None,
-           callback: Callable[[dict], None] | None = None) -> Tensor:
+           callback: Callable[[dict], None] | None = None, sampler: str = "ddim") -> Tensor:
     """Latents x_0 (B, C, h, w) from noise x_T (B, C, h, w) by DDIM (eta as given) with classifier-free
     guidance ``out = out_u + guidance (out_c - out_u)``; guidance 1 runs the conditional branch alone
     (the pipelines also skip guidance below 1; here 0 is the unconditional branch, as the formula says).
     cond / uncond: {name: (B, ...) tensor} for ``denoise``. eta > 0 draws its noise from ``generator``.
-    callback({"i", "t", "steps", "x"}) after each step."""
-    scheduler = ddim(config, steps, x_T.device)
+    callback({"i", "t", "steps", "x"}) after each step. sampler: "ddim" (eta as given), "ddpm" or
+    "dpm++2m" (the scheduler ``ddim`` builds; eta belongs to DDIM alone)."""
+    scheduler = ddim(config, steps, x_T.device, sampler)
+    step_kw = {"eta": eta} if sampler == "ddim" else {}
     guided = guidance != 1.0
     both = {k: torch.cat([uncond[k], cond[k]]) for k in cond} if guided else cond  # (2B, ...): [uncond; cond]
     x = x_T * scheduler.init_noise_sigma
@@ -218,7 +232,7 @@ def sample(denoise: Denoise, x_T: Tensor, cond: dict, uncond: dict, config: Mapp
         if guided:
             out_u, out_c = out.chunk(2)
             out = out_u + guidance * (out_c - out_u)
-        x = scheduler.step(out, t, x, eta=eta, generator=generator).prev_sample
+        x = scheduler.step(out, t, x, generator=generator, **step_kw).prev_sample
         if callback is not None:
             callback({"i": i, "t": int(t), "steps": steps, "x": x})
     return x
@@ -332,35 +346,38 @@ class LatentStack:
                           "decode CLIP image embeddings instead, e.g. decode(encode_image(images))")
         return kind
 
-    def _check_sampling(self, guidance, steps, eta=0.0) -> tuple[float, int, float]:
+    def _check_sampling(self, guidance, steps, eta=0.0, sampler=None) -> tuple[float, int, float, str]:
         d = self.defaults.decode
         guidance = validate.guidance(guidance, "guidance")
         steps = validate.steps(steps, "steps", self.train_steps)
-        return (d.guidance if guidance is None else guidance, d.steps if steps is None else steps,
-                validate.fraction(eta, "eta"))
+        eta = validate.fraction(eta, "eta")
+        sampler = d.sampler if sampler is None else check_sampler(sampler)
+        if eta and sampler != "ddim":
+            raise bad_input("eta", f"applies to the 'ddim' sampler only, got eta={eta:g} with sampler {sampler!r}")
+        return d.guidance if guidance is None else guidance, d.steps if steps is None else steps, eta, sampler
 
     @sampling
     def decode(self, z: Tensor, *, seed: int = 0, x_T: Tensor | None = None, prompts: Sequence[str] | None = None,
                guidance: float | None = None, steps: int | None = None, eta: float = 0.0,
-               upsample: bool = True) -> list[Image.Image]:
+               upsample: bool = True, sampler: str | None = None) -> list[Image.Image]:
         """Images (image_size px) for raw CLIP image embeddings z (B, D), as the pipeline draws them.
         x_T (B, *noise_shape): the starting latents, drawn from `seed` when None; eta > 0 draws its
-        noise from seed + 1. guidance / steps None: ``defaults.decode``. upsample: there is no
-        upsampler, so it changes nothing."""
+        noise from seed + 1. guidance / steps / sampler None: ``defaults.decode``. upsample: there is
+        no upsampler, so it changes nothing."""
         return signed_to_pil(self._decode(z, seed=seed, x_T=x_T, prompts=prompts, guidance=guidance, steps=steps,
-                                          eta=eta, upsample=upsample))
+                                          eta=eta, upsample=upsample, sampler=sampler))
 
     def _decode(self, z, **kwargs) -> Tensor:
         """decode() before the PIL conversion: images (B, 3, S, S), nominally in [-1, 1] (unclamped)."""
         return self._to_pixels(self._latents(z, **kwargs))
 
     def _latents(self, z, *, seed=0, x_T=None, prompts=None, guidance=None, steps=None, eta=0.0, upsample=True,
-                 **options) -> Tensor:
+                 sampler=None, **options) -> Tensor:
         """decode() before the autoencoder: latents (B, *noise_shape)."""
         z = check_z(z, self.embed_dim, self.name, self.clip_name).to(self.device)
         B, seed = z.shape[0], validate.seed(seed)
         x_T = self.noise(B, seed) if x_T is None else validate.noise(x_T, self.noise_shape, B).to(self.device)
-        guidance, steps, eta = self._check_sampling(guidance, steps, eta)
+        guidance, steps, eta, sampler = self._check_sampling(guidance, steps, eta, sampler)
         validate.flag(upsample, "upsample")
         if prompts is not None:
             if not self.reads_caption:
@@ -376,7 +393,7 @@ class LatentStack:
         g = self._generator(seed + 1)
         cond, uncond = self._conditions(z, prompts, g, **options)
         return sample(self._denoise, x_T, cond, uncond, self.scheduler_config, steps=steps, guidance=guidance,
-                      eta=eta, generator=g)
+                      eta=eta, generator=g, sampler=sampler)
 
     @sampling
     def invert(self, images, *, steps: int | None = None, z: Tensor | None = None) -> Tensor:
@@ -400,10 +417,15 @@ class LatentStack:
 
     # ------------------------------------------------------------------ text -> image
     def __call__(self, prompts, *, seed: int = 0, prior: str = "diffusion", guidance: float | None = None,
-                 steps: int | None = None) -> list[Image.Image]:
-        """Text -> image embedding (the prior) -> images (the decoder)."""
+                 steps: int | None = None, sampler: str | None = None,
+                 prior_sampler: str | None = None) -> list[Image.Image]:
+        """Text -> image embedding (the prior) -> images (the decoder). sampler / prior_sampler: the
+        decoder's and the prior's (None: their defaults)."""
         self._check_prior_kind(prior, "prior")
-        return self.decode(self.prior(prompts, seed=seed, kind=prior), seed=seed, guidance=guidance, steps=steps)
+        self._check_sampling(guidance, steps, 0.0, sampler)  # before the prior runs
+        with validate.renamed(sampler="prior_sampler"):
+            z = self.prior(prompts, seed=seed, kind=prior, sampler=prior_sampler)
+        return self.decode(z, seed=seed, guidance=guidance, steps=steps, sampler=sampler)
 
     # ------------------------------------------------------------------ what a subclass supplies
     @property
@@ -415,7 +437,7 @@ class LatentStack:
         raise NotImplementedError
 
     def prior(self, prompts, *, seed: int = 0, kind: str = "diffusion", guidance: float | None = None,
-              steps: int | None = None) -> Tensor:
+              steps: int | None = None, sampler: str | None = None) -> Tensor:
         raise NotImplementedError
 
     def _conditions(self, z: Tensor, prompts: list[str] | None, generator: torch.Generator,

@@ -87,7 +87,7 @@ class StableUnCLIP(latent.LatentStack):
         return True
 
     def prior(self, prompts, *, seed: int = 0, kind: str = "diffusion", guidance: float | None = None,
-              steps: int | None = None) -> Tensor:
+              steps: int | None = None, sampler: str | None = None) -> Tensor:
         """There is none: every kind is refused naming ``kind`` (an unknown one with the usual hint)."""
         self._check_prior_kind(kind)  # prior_kinds is empty, so this raises
         raise NotImplementedError

@@ -28,7 +28,8 @@ from unclip_probe.world.spec import cell_of
 QUICK_N, QUICK_STEPS = 40, 20
 
 
-def decode_scenes(unet, cfg, clip, scenes, *, steps, guidance, with_caption, seed, batch=50) -> list:
+def decode_scenes(unet, cfg, clip, scenes, *, steps, guidance, with_caption, seed, batch=50,
+                  sampler: str = "ddim") -> list:
     """32 px decodes in [0, 1] (3, S, S) of scenes from their CLIP image embeddings (captions masked out
     unless with_caption); the noise of chunk i is drawn from seed + i, so a seed fixes every image."""
     from unclip_probe.world import caption
@@ -43,7 +44,7 @@ def decode_scenes(unet, cfg, clip, scenes, *, steps, guidance, with_caption, see
         g = torch.Generator().manual_seed(seed + i)  # drawn on the CPU: the same noise on every device
         x_T = torch.randn(len(chunk), 3, cfg.unet.image_size, cfg.unet.image_size, generator=g)
         x_T = x_T.to(next(unet.parameters()).device)
-        x = decode_images(unet, cfg, z, text, mask, x_T=x_T, steps=steps, guidance=guidance)
+        x = decode_images(unet, cfg, z, text, mask, x_T=x_T, steps=steps, guidance=guidance, sampler=sampler)
         out.extend(to_unit(x).cpu())
     return out
 
@@ -54,13 +55,14 @@ def _object_ok(want, got) -> bool:
 
 @torch.no_grad()
 def reconstruction_accuracy(unet, cfg, clip, n: int = 500, steps: int = 25, guidance: float = DECODER_GUIDANCE,
-                            with_caption: bool = False, seed: int = RECONSTRUCTION_SEED) -> dict[str, float]:
+                            with_caption: bool = False, seed: int = RECONSTRUCTION_SEED, sampler: str = "ddim",
+                            n_pairs: int | None = None) -> dict[str, float]:
     unet.eval()
     singles = sample_scenes(n, seed=seed, config=SINGLES)
-    pairs = sample_scenes(n, seed=seed + 1, config=PAIRS)
+    pairs = sample_scenes(n if n_pairs is None else n_pairs, seed=seed + 1, config=PAIRS)
     res = {}
     reads = [detect(img) for img in decode_scenes(unet, cfg, clip, singles, steps=steps, guidance=guidance,
-                                                     with_caption=with_caption, seed=seed)]
+                                                     with_caption=with_caption, seed=seed, sampler=sampler)]
     sc, half, col, cell, count = [], [], [], [], []
     shape, color = [], []
     by_size: dict[str, list[bool]] = {}
@@ -87,7 +89,7 @@ def reconstruction_accuracy(unet, cfg, clip, n: int = 500, steps: int = 25, guid
                single_shape=np.mean(shape), single_color=np.mean(color),
                **{f"single_shape_color_{size}": np.mean(v) for size, v in sorted(by_size.items())})
     reads = [detect(img) for img in decode_scenes(unet, cfg, clip, pairs, steps=steps, guidance=guidance,
-                                                     with_caption=with_caption, seed=seed + 1)]
+                                                     with_caption=with_caption, seed=seed + 1, sampler=sampler)]
     both, exact = [], []
     for s, d in zip(pairs, reads):
         both.append(all(any(_object_ok(w, o) for o in d.objects) for w in s.objects) and len(d.objects) == 2)

@@ -20,7 +20,8 @@ from unclip_probe.world import detect, render, sample_scenes
 
 
 @torch.no_grad()
-def upsampler_quality(unet, cfg, n: int = 300, steps: int = 10, seed: int = UPSAMPLER_SEED, batch: int = 50) -> dict:
+def upsampler_quality(unet, cfg, n: int = 300, steps: int = 10, seed: int = UPSAMPLER_SEED, batch: int = 50,
+                      sampler: str = "ddim") -> dict:
     unet.eval()
     scenes = sample_scenes(n, seed=seed)
     agree, p_model, p_bicubic, p_base = [], [], [], []
@@ -29,7 +30,7 @@ def upsampler_quality(unet, cfg, n: int = 300, steps: int = 10, seed: int = UPSA
         lows = [render(s, 32) for s in chunk]
         low = pil_to_signed(lows)  # (B, 3, 32, 32)
         x_T = torch.randn(len(chunk), 3, 64, 64, generator=torch.Generator().manual_seed(seed + i))
-        hi = to_unit(upsample_images(unet, cfg, low, x_T=x_T, steps=steps)).permute(0, 2, 3, 1).numpy()
+        hi = to_unit(upsample_images(unet, cfg, low, x_T=x_T, steps=steps, sampler=sampler)).permute(0, 2, 3, 1).numpy()
         # the residual upsampler's base: what it adds detail to
         bil = to_unit(upsample_base(low, 64, cfg.base)).permute(0, 2, 3, 1).numpy()
         for s, im_low, out, b in zip(chunk, lows, hi, bil):
@@ -41,7 +42,7 @@ def upsampler_quality(unet, cfg, n: int = 300, steps: int = 10, seed: int = UPSA
             p_base.append(psnr(b, truth))
     return {"oracle_agreement": round(float(np.mean(agree)), 4), "psnr_upsampler_db": round(float(np.mean(p_model)), 2),
             "psnr_bicubic_db": round(float(np.mean(p_bicubic)), 2),
-            f"psnr_base_{cfg.base}_db": round(float(np.mean(p_base)), 2), "n": n, "steps": steps}
+            f"psnr_base_{cfg.base}_db": round(float(np.mean(p_base)), 2), "n": n, "steps": steps, "sampler": sampler}
 
 
 if __name__ == "__main__":

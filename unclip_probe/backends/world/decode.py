@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from unclip_probe.diffusion import cfg_denoiser, invert_ddim, sample_ddim, schedule_of
+from unclip_probe.diffusion import cfg_denoiser, invert_ddim, sample, schedule_of
 from unclip_probe.errors import bad_input
 from unclip_probe.models.configs import DecoderConfig, UpsamplerConfig
 
@@ -23,8 +23,9 @@ DECODER_GUIDANCE = 2.0
 
 def decode_images(unet, cfg: DecoderConfig, clip_emb: Tensor | None, text: Tensor | None, text_mask: Tensor | None,
                   *, x_T: Tensor, steps: int = 25, guidance: float = DECODER_GUIDANCE, eta: float = 0.0,
-                  generator: torch.Generator | None = None, callback=None) -> Tensor:
-    """x_0 in [-1, 1], (B, 3, S, S), from noise x_T (B, 3, S, S).
+                  generator: torch.Generator | None = None, callback=None, sampler: str = "ddim") -> Tensor:
+    """x_0 in [-1, 1], (B, 3, S, S), from noise x_T (B, 3, S, S); ``sampler`` names one of
+    ``diffusion.SAMPLERS`` ("ddim", "ddpm", "dpm++2m").
 
     clip_emb (B, D) CLIP image embeddings; text (B, L, W) / text_mask (B, L) CLIP text tokens
     (either may be None when the decoder has no such input). Classifier-free guidance drops
@@ -33,8 +34,8 @@ def decode_images(unet, cfg: DecoderConfig, clip_emb: Tensor | None, text: Tenso
     _check_image_batch("x_T", x_T, cfg.unet.image_size)
     model_fn, cond, uncond = _conditioning(unet, cfg, x_T.shape[0], clip_emb, text, text_mask)
     denoiser = cfg_denoiser(model_fn, cond, uncond, guidance) if cond else (lambda x, t: unet(x, t))
-    return sample_ddim(denoiser, x_T, schedule_of(cfg.diffusion), steps, generator=generator, eta=eta,
-                       prediction=cfg.diffusion.prediction, clip_x0=1.0, callback=callback)
+    return sample(sampler, denoiser, x_T, schedule_of(cfg.diffusion), steps, generator=generator, eta=eta,
+                  prediction=cfg.diffusion.prediction, clip_x0=1.0, callback=callback)
 
 
 def invert_images(unet, cfg: DecoderConfig, x_0: Tensor, clip_emb: Tensor | None, text: Tensor | None = None,
@@ -79,12 +80,12 @@ def _conditioning(unet, cfg: DecoderConfig, B: int, clip_emb, text, text_mask):
 
 
 def upsample_images(unet, cfg: UpsamplerConfig, low: Tensor, *, x_T: Tensor, steps: int = 10, eta: float = 0.0,
-                    generator: torch.Generator | None = None, callback=None) -> Tensor:
+                    generator: torch.Generator | None = None, callback=None, sampler: str = "ddim") -> Tensor:
     """High-res x_0 in [-1, 1] (B, 3, H, H) from low-res images `low` in [-1, 1] (B, 3, h, h)."""
     cond = upsample_base(low, x_T.shape[-1], cfg.base)  # (B, 3, H, H)
     denoiser = lambda x, t: unet(torch.cat([x, cond], dim=1), t)  # noqa: E731
-    x = sample_ddim(denoiser, x_T, schedule_of(cfg.diffusion), steps, generator=generator, eta=eta,
-                    prediction=cfg.diffusion.prediction, clip_x0=None if cfg.residual else 1.0, callback=callback)
+    x = sample(sampler, denoiser, x_T, schedule_of(cfg.diffusion), steps, generator=generator, eta=eta,
+               prediction=cfg.diffusion.prediction, clip_x0=None if cfg.residual else 1.0, callback=callback)
     # A residual upsampler generated (scaled) the detail that the base upsampling lacks.
     return (cond + x / cfg.residual_scale).clamp(-1, 1) if cfg.residual else x
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from unclip_probe.clip import trim_padding
-from unclip_probe.diffusion import cfg_denoiser, sample_ddim, schedule_of
+from unclip_probe.diffusion import cfg_denoiser, sample, schedule_of
 from unclip_probe.models.configs import PriorConfig
 
 # Classifier-free guidance of each prior when the caller names none (paper §2.2 samples both
@@ -25,7 +25,7 @@ PRIOR_GUIDANCE = {"diffusion": 3.0, "ar": 2.0}
 @torch.no_grad()
 def sample_diffusion_prior(prior, cfg: PriorConfig, z_text: Tensor, text: Tensor, text_mask: Tensor, *,
                            generator: torch.Generator, steps: int = 64, guidance: float = PRIOR_GUIDANCE["diffusion"],
-                           candidates: int = 2, callback=None) -> Tensor:
+                           candidates: int = 2, callback=None, sampler: str = "ddim") -> Tensor:
     """Unit-norm CLIP image embeddings (B, D) for captions given as
     z_text (B, D) unit-norm CLIP text embeddings and text (B, L, W) / text_mask (B, L) tokens."""
     B, D = z_text.shape
@@ -38,8 +38,8 @@ def sample_diffusion_prior(prior, cfg: PriorConfig, z_text: Tensor, text: Tensor
     uncond = prior.encode_prefix(torch.zeros_like(rep(z_text)), rep(text), torch.zeros_like(rep(text_mask)))
     model_fn = prior.forward_prefixed  # (x, t, prefix) -> z_i
     x_T = torch.randn(B * candidates, D, generator=generator, device=generator.device).to(z_text)
-    z = sample_ddim(cfg_denoiser(model_fn, cond, uncond, guidance), x_T, schedule_of(cfg.diffusion), steps,
-                    prediction=cfg.diffusion.prediction, callback=callback)
+    z = sample(sampler, cfg_denoiser(model_fn, cond, uncond, guidance), x_T, schedule_of(cfg.diffusion), steps,
+               generator=generator, prediction=cfg.diffusion.prediction, callback=callback)
     z = F.normalize(z, dim=-1).view(B, candidates, D)
     best = (z * z_text[:, None]).sum(-1).argmax(1)  # (B,): higher z_i . z_t wins
     return z[torch.arange(B, device=z.device), best]

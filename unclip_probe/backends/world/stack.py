@@ -26,6 +26,7 @@ from torch import Tensor
 from unclip_probe import validate
 from unclip_probe.backends.base import PRIOR_KINDS, Sampling, StackDefaults, missing
 from unclip_probe.backends.world.decode import DECODER_GUIDANCE, decode_images, invert_images, upsample_images
+from unclip_probe.diffusion import check_sampler
 from unclip_probe.backends.world.prior_sampling import PRIOR_GUIDANCE
 from unclip_probe.backends.world.stages import load_decoder, load_unet_stage, load_upsampler
 from unclip_probe.checkpoints import stack_checksums
@@ -188,12 +189,23 @@ class UnCLIP:
 
     @sampling
     def prior(self, prompts: str | Sequence[str], *, seed: int = 0, kind: str = "diffusion",
-              guidance: float | None = None, steps: int | None = None) -> Tensor:
+              guidance: float | None = None, steps: int | None = None, sampler: str | None = None) -> Tensor:
         """Unit-norm CLIP image embeddings (B, D) for the prompts (paper §2.2).
-        guidance / steps None: the prior's own defaults (``defaults.prior`` / ``defaults.ar_prior``)."""
+        guidance / steps / sampler None: the prior's own defaults (``defaults.prior`` / ``defaults.ar_prior``)."""
         prompts, seed = validate.prompts(prompts), validate.seed(seed)
         kind, guidance, steps = self._check_prior(kind, guidance, steps, ("kind", "guidance", "steps"))
-        return self._prior(self._encode(self.clip.encode_text_and_tokens, prompts), seed, kind, guidance, steps)
+        sampler = self._check_prior_sampler(kind, sampler, "sampler")
+        return self._prior(self._encode(self.clip.encode_text_and_tokens, prompts), seed, kind, guidance, steps,
+                           sampler)
+
+    def _check_prior_sampler(self, kind: str, sampler: str | None, name: str) -> str | None:
+        """The diffusion prior's sampler (None: its default); the AR prior samples codes, not noise."""
+        if kind == "ar":
+            if sampler is not None:
+                raise bad_input(name, "the AR prior samples one PCA code at a time, not with a diffusion sampler; "
+                                      "pass None (the default)")
+            return None
+        return self.defaults.prior.sampler if sampler is None else check_sampler(sampler, name)
 
     def _check_prior(self, kind: str, guidance: float | None, steps: int | None,
                      names: tuple[str, str, str]) -> tuple[str, float, int]:
@@ -211,7 +223,7 @@ class UnCLIP:
         return kind, d.guidance if guidance is None else guidance, d.steps if steps is None else steps
 
     def _prior(self, encoded: tuple[Tensor, Tensor, Tensor], seed: int, kind: str, guidance: float,
-               steps: int | None) -> Tensor:
+               steps: int | None, sampler: str | None = None) -> Tensor:
         """prior() on prompts already encoded as (z_t (B, D), tokens (B, L, W), mask (B, L)), arguments checked."""
         from unclip_probe.backends.world.prior_sampling import sample_ar_prior, sample_diffusion_prior
 
@@ -219,22 +231,24 @@ class UnCLIP:
         z_t, text, mask = encoded
         g = self._generator(seed)
         if kind == "diffusion":
-            return sample_diffusion_prior(net, cfg, z_t, text, mask, generator=g, steps=steps, guidance=guidance)
+            return sample_diffusion_prior(net, cfg, z_t, text, mask, generator=g, steps=steps, guidance=guidance,
+                                          sampler=sampler or self.defaults.prior.sampler)
         return sample_ar_prior(net, z_t, text, mask, generator=g, guidance=guidance)
 
     @sampling
     def decode(self, z: Tensor, *, seed: int = 0, x_T: Tensor | None = None, prompts: Sequence[str] | None = None,
                guidance: float | None = None, steps: int | None = None, eta: float = 0.0, upsample: bool = True,
-               upsample_steps: int | None = None) -> list[Image.Image]:
+               upsample_steps: int | None = None, sampler: str | None = None) -> list[Image.Image]:
         """Images for CLIP image embeddings z (B, D), optionally also conditioned on captions.
         x_T: the decoder's starting noise (B, 3, S, S) at its size S; drawn from `seed` when None.
-        guidance / steps None: ``defaults.decode``."""
+        guidance / steps / sampler None: ``defaults.decode`` (eta > 0 needs the "ddim" sampler)."""
         z = validate.embeddings(z, self.embed_dim, "z")
         B = z.shape[0]
         seed = validate.seed(seed)
         x_T = None if x_T is None else validate.noise(x_T, self.noise_shape, B, "x_T")
         guidance, steps, upsample_steps = self._check_decode(guidance, steps, upsample_steps)
         eta = validate.fraction(eta, "eta")
+        sampler = self._check_sampler(sampler, eta, "sampler")
         validate.flag(upsample, "upsample")
         if prompts is not None:
             if not self.reads_caption:
@@ -247,7 +261,14 @@ class UnCLIP:
             mask = torch.zeros(B, 1, dtype=torch.bool, device=self.device)
         else:
             text, mask = self._encode(self.clip.encode_text_tokens, prompts)
-        return self._decode(z, text, mask, seed, guidance, steps, eta, x_T, upsample, upsample_steps)
+        return self._decode(z, text, mask, seed, guidance, steps, eta, x_T, upsample, upsample_steps, sampler)
+
+    def _check_sampler(self, sampler: str | None, eta: float, name: str) -> str:
+        """The decoder's sampler (None: ``defaults.decode.sampler``); DDIM's eta needs "ddim"."""
+        sampler = self.defaults.decode.sampler if sampler is None else check_sampler(sampler, name)
+        if eta and sampler != "ddim":
+            raise bad_input("eta", f"applies to the 'ddim' sampler only, got eta={eta:g} with sampler {sampler!r}")
+        return sampler
 
     def _check_decode(self, guidance, steps, upsample_steps, names=("guidance", "steps", "upsample_steps")):
         """The decoder's and upsampler's sampling arguments, checked (None stays None: the defaults)."""
@@ -257,7 +278,7 @@ class UnCLIP:
 
     def _decode(self, z: Tensor, text: Tensor, mask: Tensor, seed: int, guidance: float | None, steps: int | None,
                 eta: float = 0.0, x_T: Tensor | None = None, upsample: bool = True,
-                upsample_steps: int | None = None) -> list[Image.Image]:
+                upsample_steps: int | None = None, sampler: str | None = None) -> list[Image.Image]:
         """decode() with the caption already encoded: tokens (B, L, W) and mask (B, L)."""
         d = self.defaults
         B = z.shape[0]
@@ -266,26 +287,31 @@ class UnCLIP:
         x = decode_images(self.decoder, self.decoder_cfg, F.normalize(z, dim=-1).to(self.device), text, mask,
                           x_T=x_T, steps=d.decode.steps if steps is None else steps,
                           guidance=d.decode.guidance if guidance is None else guidance, eta=eta,
-                          generator=g if eta > 0 else None)
+                          generator=g, sampler=sampler or d.decode.sampler)  # drawn from by eta > 0 and DDPM
         if upsample and self.upsampler is not None:
             hi = self.upsampler_cfg.high_res
             x_hi = torch.randn(B, 3, hi, hi, generator=self._generator(seed + 2), device=self.device)
             x = upsample_images(self.upsampler, self.upsampler_cfg, x, x_T=x_hi,
-                                steps=d.upsample_steps if upsample_steps is None else upsample_steps)
+                                steps=d.upsample_steps if upsample_steps is None else upsample_steps,
+                                sampler=d.upsample_sampler)
         return signed_to_pil(x)
 
     @sampling
     def __call__(self, prompts: str | Sequence[str], *, seed: int = 0, prior: str = "diffusion",
                  guidance: float | None = None, steps: int | None = None, prior_guidance: float | None = None,
-                 prior_steps: int | None = None, upsample_steps: int | None = None) -> list[Image.Image]:
-        """Text -> images: prior, then decoder and upsampler (paper Fig. 2)."""
+                 prior_steps: int | None = None, upsample_steps: int | None = None, sampler: str | None = None,
+                 prior_sampler: str | None = None) -> list[Image.Image]:
+        """Text -> images: prior, then decoder and upsampler (paper Fig. 2). sampler / prior_sampler:
+        the decoder's and the diffusion prior's (None: their defaults)."""
         prompts, seed = validate.prompts(prompts), validate.seed(seed)
         prior, prior_guidance, prior_steps = self._check_prior(prior, prior_guidance, prior_steps,
                                                                ("prior", "prior_guidance", "prior_steps"))
+        prior_sampler = self._check_prior_sampler(prior, prior_sampler, "prior_sampler")
         guidance, steps, upsample_steps = self._check_decode(guidance, steps, upsample_steps)
+        sampler = self._check_sampler(sampler, 0.0, "sampler")
         z_t, text, mask = self._encode(self.clip.encode_text_and_tokens, prompts)  # one pass of the text tower
-        z = self._prior((z_t, text, mask), seed, prior, prior_guidance, prior_steps)
-        return self._decode(z, text, mask, seed, guidance, steps, upsample_steps=upsample_steps)
+        z = self._prior((z_t, text, mask), seed, prior, prior_guidance, prior_steps, prior_sampler)
+        return self._decode(z, text, mask, seed, guidance, steps, upsample_steps=upsample_steps, sampler=sampler)
 
     # ------------------------------------------------------------------ inversion (paper §3.1)
     def _squares(self, images) -> list[Image.Image]:
