@@ -3,6 +3,7 @@
     python benchmarks/quality_per_cost.py checkpoints/world                       # the curves (resumable)
     python benchmarks/quality_per_cost.py checkpoints/world --confirm              # the chosen defaults, fresh seeds
     python benchmarks/quality_per_cost.py checkpoints/world --figure notebooks/figures/quality_per_cost.png
+    python benchmarks/quality_per_cost.py checkpoints/world --table                # the model card's tables
 
 Decoder: reconstructions from true CLIP image embeddings (no caption, guidance DECODER_GUIDANCE, the
 same noise for every setting), 200 single-object and 100 two-object scenes (300), read by the oracle:
@@ -128,11 +129,54 @@ def figure(curve: dict, path: str) -> None:
             for reading, color in zip([r for r in READINGS[stage] if r != "psnr_db"][:3], ("C0", "C1", "C2")):
                 ax.plot([n for n, _ in pts], [r[reading] for _, r in pts], style, color=color,
                         label=f"{sampler}: {reading}", ms=4)
-        ax.set_xscale("log"), ax.set_xlabel("sampling steps (network calls)"), ax.set_ylabel("oracle reading")
+        if stage == "upsampler":  # its oracle agreement is flat; PSNR is where the steps show
+            ax2 = ax.twinx()
+            for sampler, style in zip(SAMPLERS, ("o-", "s--")):
+                pts = sorted((int(k.split(":")[1]), r) for k, r in curve[stage].items()
+                             if k.startswith(sampler + ":"))
+                ax2.plot([n for n, _ in pts], [r["psnr_db"] for _, r in pts], style, color="C3", ms=4,
+                         label=f"{sampler}: PSNR (dB)")
+            ax2.set_ylabel("PSNR against the true 64 px render (dB)"), ax2.legend(fontsize=6, loc="lower left")
+        steps = sorted({int(k.split(":")[1]) for k in curve[stage]})
+        ax.set_xscale("log"), ax.set_xticks(steps, [str(n) for n in steps]), ax.minorticks_off()
+        ax.set_xlabel("sampling steps (network calls)"), ax.set_ylabel("oracle reading")
         ax.set_title(f"{stage}: 300 {'renders' if stage == 'upsampler' else 'scenes'}"), ax.grid(alpha=0.3)
         ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def tables(record: dict) -> str:
+    """The curves (and the confirmation) as Markdown tables, for the model card."""
+    out = []
+    for stage in POINTS:
+        curve = record["curve"].get(stage) or {}
+        if not curve:
+            continue
+        cols = READINGS[stage]
+        out.append(f"**{stage}** ({'; '.join(cols)}; ms per image as measured)\n")
+        out.append("| steps | " + " | ".join(f"{smp}" for smp in SAMPLERS) + " |")
+        out.append("|---|" + "---|" * len(SAMPLERS))
+        steps = sorted({int(k.split(":")[1]) for k in curve})
+        for n in steps:
+            cells = []
+            for smp in SAMPLERS:
+                r = curve.get(f"{smp}:{n}")
+                sec = r.get("seconds_per_image", r.get("prior_seconds_per_prompt")) if r else None
+                cells.append(" / ".join(f"{r[c]:.3f}" if c == "cosine" else (f"{r[c]:.2f}" if c == "psnr_db" else
+                                        f"{100 * r[c]:.1f}") for c in cols) + (f" ({1e3 * sec:.0f} ms)" if sec else "")
+                             if r else "—")
+            out.append(f"| {n} | " + " | ".join(cells) + " |")
+        conf = record.get("confirm", {}).get(stage)
+        if conf:
+            out.append("\nfresh seeds: " + "; ".join(f"{k}: " + " / ".join(
+                f"{v[c]:.3f}" if c == "cosine" else (f"{v[c]:.2f}" if c == "psnr_db" else f"{100 * v[c]:.1f}")
+                for c in cols) for k, v in conf.items()))
+        if record.get("chosen", {}).get(stage):
+            ch = record["chosen"][stage]
+            out.append(f"\nchosen: {ch['sampler']} {ch['steps']} steps")
+        out.append("")
+    return "\n".join(out)
 
 
 def main() -> None:
@@ -144,6 +188,7 @@ def main() -> None:
                                                           "fresh seeds")
     p.add_argument("--stages", default="decoder,prior")
     p.add_argument("--figure", default=None)
+    p.add_argument("--table", action="store_true", help="print the curves as Markdown tables")
     args = p.parse_args()
     from unclip_probe.backends import load_stack
     from unclip_probe.eval.common import RECONSTRUCTION_SEED, SINGLE_SEED, UPSAMPLER_SEED
@@ -158,6 +203,9 @@ def main() -> None:
     if args.figure:
         figure(record["curve"], args.figure)
         print(f"wrote {args.figure}")
+        return
+    if args.table:
+        print(tables(record))
         return
     stack = load_stack("world", args.folder, device="cpu")
     seeds = {"decoder": RECONSTRUCTION_SEED, "prior": SINGLE_SEED, "upsampler": UPSAMPLER_SEED}

@@ -219,13 +219,16 @@ def main(argv: Sequence[str] | None = None) -> dict:
     p.add_argument("--figure", default=None, help="also write the figure sheet here")
     args = p.parse_args(argv)
     pipe = UnCLIP.from_pretrained(args.folder, device=args.device)
+    d = pipe.defaults
     out: dict = {"command": "python -m unclip_probe.eval.pipeline " + " ".join(sys.argv[1:] if argv is None else argv),
                  "checksums": stack_checksums(args.folder),
                  "n": args.n, "n_pair": args.n_pair, "n_manip": args.n_manip,
                  "defaults": f"prior guidance {PRIOR_GUIDANCE['diffusion']:g} (diffusion) / {PRIOR_GUIDANCE['ar']:g} (AR), "
-                 f"64 steps; decoder guidance {DECODER_GUIDANCE:g}, 25 steps; upsampler 10 steps; "
-                 f"variations eta {VARIATION_ETA:g}, guidance {INVERTED_GUIDANCE:g}, 50 steps; "
-                 f"text diff guidance {TEXT_DIFF_GUIDANCE:g}, 50 steps; interpolation 25 steps", "seconds": {}}
+                 f"{d.prior.sampler} {d.prior.steps} steps; decoder guidance {DECODER_GUIDANCE:g}, {d.decode.sampler} "
+                 f"{d.decode.steps} steps; upsampler {d.upsample_sampler} {d.upsample_steps} steps; "
+                 f"variations eta {VARIATION_ETA:g}, guidance {INVERTED_GUIDANCE:g}, {d.variations.steps} steps; "
+                 f"text diff guidance {TEXT_DIFF_GUIDANCE:g}, {d.text_diff.steps} steps; interpolation "
+                 f"{d.interpolation.steps} steps", "seconds": {}}
     priors = tuple(pipe.priors)
     for name, n, cfg, seed, exact in (("single", args.n, SINGLE, SINGLE_SEED, False),
                                       ("pair", args.n_pair, PAIR, PAIR_SEED, True)):

@@ -73,7 +73,7 @@ def set_summary(res: ProbeResult) -> dict:
 def typographic_attack(clip, images: Sequence, labels: Sequence[str], word: str,
                        true_labels: Sequence[str] | None = None, box: tuple[float, float, float, float] = DEFAULT_BOX,
                        templates: Sequence[str] = ("a {}",), stack=None, n_decode: int = 16,
-                       seed: int = 0, decode_steps: int = 25) -> ProbeResult:
+                       seed: int = 0, decode_steps: int | None = None) -> ProbeResult:
     """Zero-shot probabilities of each image before and after a note saying `word` is pasted on it.
 
     Table: one row per image with the prediction and the probabilities of its true label (when
@@ -130,7 +130,7 @@ def typographic_attack(clip, images: Sequence, labels: Sequence[str], word: str,
 
 
 def decoded_variations(stack, attacked: Sequence, word: str, true_labels: Sequence[str] | None = None,
-                       seed: int = 0, steps: int = 25, *, clip=None, labels: Sequence[str] | None = None,
+                       seed: int = 0, steps: int | None = None, *, clip=None, labels: Sequence[str] | None = None,
                        templates: Sequence[str] = ("a {}",), oracle: bool | None = None) -> dict:
     """Decode attacked images from their image embeddings alone (no caption) and score the decodes:
     with `clip` and `labels`, by zero-shot (label kept, word taken); on the world, by the oracle too."""

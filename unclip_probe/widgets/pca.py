@@ -22,7 +22,7 @@ class PCAExplorer(W.VBox):
     """
 
     def __init__(self, stack, images: Sequence | None = None, n_fit: int = 1000, seed: int = 0,
-                 ks: Sequence[int] | None = None, steps: int = 25):
+                 ks: Sequence[int] | None = None, steps: int | None = None):
         D = check_stack(stack).embed_dim  # every check before the PCA fit, the slow part
         ks = _checked_ks(ks, D)
         validate.count(n_fit, "n_fit", minimum=2), validate.seed(seed), validate.steps(steps)

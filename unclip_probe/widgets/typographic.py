@@ -22,7 +22,7 @@ class TypographicExplorer(W.VBox):
     """
 
     def __init__(self, stack=None, clip=None, image=None, labels: Sequence[str] = SHAPES, word: str = "star",
-                 seed: int = 0, steps: int = 20):
+                 seed: int = 0, steps: int | None = None):
         if stack is None and clip is None:
             raise bad_input("stack", "TypographicExplorer needs a stack (or at least a clip), e.g. "
                                      "TypographicExplorer(up.load_stack('world', 'checkpoints/world'))")
@@ -32,7 +32,7 @@ class TypographicExplorer(W.VBox):
         labels, word = validate.labels(labels), validate.prompt(word, "word")
         seed, steps = validate.seed(seed), validate.steps(steps)
         image = None if image is None else validate.images(image, "image")[0]
-        self.steps = steps  # decoder steps of the decoded panel (20 keeps an update near 1 s on 2 cores)
+        self.steps = steps  # decoder steps of the decoded panel (None: the stack's default)
         self.stack, self.clip = stack, clip
         self.image_in = image if image is not None else render(sample_scenes(
             1, seed=seed + 3, config=WorldConfig(max_objects=1, note_prob=0.0))[0])
