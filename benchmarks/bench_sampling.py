@@ -84,7 +84,8 @@ def bench(folder: str, device: str, dtype: str, batch: int, reps: int, today: bo
     """One end-to-end call per rep at the stack's defaults, or (today) at the defaults before
     DPM-Solver++: DDIM 25 decoder steps and DDIM 64 prior steps."""
     pipe = UnCLIP.from_pretrained(folder, device=device, dtype=dtype)  # the pipeline applies its own autocast
-    old = {"sampler": "ddim", "steps": 25, "prior_sampler": "ddim", "prior_steps": 64} if today else {}
+    old = {"sampler": "ddim", "steps": 25, "prior_sampler": "ddim", "prior_steps": 64, "upsample_steps": 10} \
+        if today else {}
     dev = pipe.device
     prior_kind = "diffusion" if "diffusion" in pipe.priors else None
     prompts = ["a red circle left of a blue square"] * batch
@@ -129,7 +130,7 @@ def bench(folder: str, device: str, dtype: str, batch: int, reps: int, today: bo
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     d = pipe.defaults
     setting = old or {"sampler": d.decode.sampler, "steps": d.decode.steps, "prior_sampler": d.prior.sampler,
-                      "prior_steps": d.prior.steps}
+                      "prior_steps": d.prior.steps, "upsample_steps": d.upsample_steps}
     return {"setting": ("before DPM-Solver++: " if today else "defaults: ") + json.dumps(setting),
             "device": str(dev), "dtype": dtype, "batch": batch, "mode": "text->image" if prior_kind else
             "embedding->image (no prior in this stack)", "stages": per_stage, "wall_ms": round(wall, 2),

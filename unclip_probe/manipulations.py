@@ -83,8 +83,8 @@ def variations(stack: Stack, image, n: int = 4, *, eta: float | None = None, see
     steps = d.steps if steps is None else steps
     x_T, z = invert(stack, image, steps) if inverted is None else _inverted(stack, inverted)
     return stack.decode(z.expand(n, -1), seed=seed, x_T=x_T.expand(n, *x_T.shape[1:]).clone(),
-                        eta=d.eta if eta is None else eta, steps=steps,
-                        guidance=d.guidance if guidance is None else guidance)
+                        eta=d.eta if eta is None else eta, steps=steps, sampler=d.sampler,
+                        guidance=d.guidance if guidance is None else guidance)  # DDIM: the inverted sampler
 
 
 @torch.no_grad()
@@ -120,7 +120,8 @@ def interpolate(stack: Stack, a, b, n: int = 8, *, seed: int = 0, noise: str = "
     z = torch.cat([_at_norms(slerp(za, zb, t), za, zb, t) for t in thetas])
     if guidance is None:
         guidance = stack.defaults.interpolation.guidance if noise == "inverted" else stack.defaults.decode.guidance
-    return stack.decode(z, seed=seed, x_T=x_T, steps=steps, guidance=guidance)
+    return stack.decode(z, seed=seed, x_T=x_T, steps=steps, guidance=guidance,
+                        sampler=stack.defaults.interpolation.sampler)
 
 
 @torch.no_grad()
@@ -154,5 +155,5 @@ def text_diff(stack: Stack, image, src: str, dst: str, thetas: Sequence[float] =
     z_d = F.normalize(z_t[1] - z_t[0], dim=-1)[None]
     z = torch.cat([_at_norms(slerp(z_i, z_d, t), z_i, z_i, t) for t in thetas])  # at z_i's norm
     return stack.decode(z, seed=seed, x_T=x_T.expand(len(thetas), *x_T.shape[1:]).clone(), steps=steps,
-                        guidance=d.guidance if guidance is None else guidance,
+                        guidance=d.guidance if guidance is None else guidance, sampler=d.sampler,
                         prompts=None if caption is None else [caption] * len(thetas))

@@ -214,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     p.add_argument("folder")
     p.add_argument("--n", type=int, default=200, help="single-object prompts")
     p.add_argument("--n-pair", type=int, default=100, help="two-object prompts")
-    p.add_argument("--n-manip", type=int, default=50, help="scenes for variations / text diffs; pairs for interpolation")
+    p.add_argument("--n-manip", type=int, default=50, help="scenes for variations / text diffs; pairs for interpolation (0: text -> image only)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--figure", default=None, help="also write the figure sheet here")
     args = p.parse_args(argv)
@@ -236,6 +236,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
         out[f"text_to_image_{name}"] = text_to_image(pipe, sample_scenes(n, seed=seed, config=cfg), seed=seed,
                                                      priors=priors, exact_count=exact, batch=TEXT_TO_IMAGE_BATCH)
         out["seconds"][f"text_to_image_{name}"] = round(time.perf_counter() - t, 1)
+    if args.n_manip == 0:  # text -> image only
+        print(json.dumps(out, indent=2))
+        return out
     # Manipulations at the pipeline's defaults (benchmarks/manipulation_sweep.py measures the
     # other settings on the same scenes, reusing one inversion); interpolation with fixed and inverted noise.
     scenes = manipulation_scenes(args.n_manip)
