@@ -98,3 +98,10 @@ def test_an_unknown_sampler_is_one_sentence_before_anything_loads(flag, capsys):
     assert main(["generate", "a red circle", flag, "dpm", "--checkpoints", "/no/such/folder"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"unclip-probe generate: {flag}: got 'dpm', expected one of 'ddim', 'ddpm', 'dpm++2m'")
+
+
+def test_the_cli_names_every_sampler():
+    from unclip_probe.cli import SAMPLER_NAMES
+    from unclip_probe.diffusion import SAMPLERS
+
+    assert list(SAMPLER_NAMES) == list(SAMPLERS)

@@ -37,9 +37,9 @@ from torch import Tensor
 from unclip_probe import validate
 from unclip_probe.backends import latent
 from unclip_probe.backends.base import PRIOR_KINDS, Sampling, StackDefaults, missing
-from unclip_probe.backends.karlo_parts import (SAMPLERS, Layout, Stage, Text, check_layout, decoder_cond,
-                                               decoder_uncond, invert_decoder, sample_decoder, sample_prior,
-                                               sample_super_res)
+from unclip_probe.backends.karlo_parts import (Layout, Stage, Text, check_layout, decoder_cond, decoder_uncond,
+                                               invert_decoder, sample_decoder, sample_prior, sample_super_res)
+from unclip_probe.diffusion import resolve_sampler
 from unclip_probe.device import autocast, resolve_device, resolve_dtype
 from unclip_probe.errors import bad_input
 from unclip_probe.imaging import pil_to_signed, signed_to_pil
@@ -227,11 +227,8 @@ class Karlo:
             return F.normalize(self._prior(self._text(prompts), seed, guidance, steps, sampler), dim=-1)
 
     def _sampler(self, sampler: str | None, default, eta: float = 0.0, name: str = "sampler") -> str:
-        """A sampler name among karlo_parts.SAMPLERS (None: the operation's default); eta is DDIM's."""
-        sampler = default.sampler if sampler is None else validate.choice(sampler, SAMPLERS, name)
-        if eta and sampler != "ddim":
-            raise bad_input("eta", f"applies to the 'ddim' sampler only, got eta={eta:g} with sampler {sampler!r}")
-        return sampler
+        """A sampler name (None: the operation's default); eta is DDIM's."""
+        return resolve_sampler(sampler, default.sampler, eta, name)
 
     def prior_raw(self, prompts: str | Sequence[str], *, seed: int = 0, guidance: float | None = None,
                   steps: int | None = None, sampler: str = "ddim", generator: torch.Generator | None = None,

@@ -28,12 +28,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from unclip_probe.diffusion import cfg_denoiser, sample_dpmpp_2m
+from unclip_probe.diffusion import cfg_denoiser, check_sampler, sample_dpmpp_2m
 from unclip_probe.diffusion.from_diffusers import (clip_from_config, invert_ddim_at, linspace_timesteps,
                                                    prediction_from_config, sample_ddim_at, sample_ddpm_at,
                                                    schedule_from_config)
 from unclip_probe.diffusion.schedules import Schedule
-from unclip_probe.errors import bad_input, one_of
+from unclip_probe.errors import bad_input
 
 PIPELINE = "UnCLIPPipeline"
 VARIATIONS_PIPELINE = "UnCLIPImageVariationPipeline"
@@ -51,7 +51,6 @@ COMPONENTS = {  # karlo-v1-alpha: folder -> (class, the file that names it)
 }
 LAYOUT = "model_index.json and " + ", ".join(f"{k}/" for k in COMPONENTS)
 REAL_CLIP = "Karlo v1 alpha: OpenAI CLIP ViT-L/14, 768"
-SAMPLERS = ("ddim", "ddpm", "dpm++2m")  # dpm++2m: diffusion.sample_dpmpp_2m over the stage's timesteps
 
 
 # ----------------------------------------------------------------------------- layout
@@ -174,8 +173,7 @@ class Text(NamedTuple):
 
 
 def _check_sampler(sampler: str) -> None:
-    if sampler not in SAMPLERS:
-        raise bad_input("sampler", one_of(sampler, SAMPLERS))
+    check_sampler(sampler)  # diffusion.SAMPLERS: every one runs over the stage's own timesteps
 
 
 def decoder_cond(text_proj, z_raw: Tensor, text: Text) -> dict:

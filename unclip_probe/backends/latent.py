@@ -46,7 +46,7 @@ from unclip_probe import imaging, validate
 from unclip_probe.backends.base import PRIOR_KINDS, Sampling, StackDefaults, missing, unit_norm
 from unclip_probe.checkpoints import file_checksum
 from unclip_probe.device import sampling
-from unclip_probe.diffusion import check_sampler
+from unclip_probe.diffusion import check_sampler, resolve_sampler
 from unclip_probe.errors import ProbeInputError, bad_input
 from unclip_probe.imaging import pil_to_signed, signed_to_pil
 
@@ -200,8 +200,6 @@ def ddim(config: Mapping[str, Any], steps: int, device: torch.device, sampler: s
     ("dpm++2m"; equal to this package's ``sample_dpmpp_2m``, tests/unit/test_diffusers_equivalence.py)."""
     import diffusers
 
-    from unclip_probe.diffusion import check_sampler
-
     check_sampler(sampler)
     if sampler == "dpm++2m":
         scheduler = diffusers.DPMSolverMultistepScheduler.from_config(
@@ -351,9 +349,7 @@ class LatentStack:
         guidance = validate.guidance(guidance, "guidance")
         steps = validate.steps(steps, "steps", self.train_steps)
         eta = validate.fraction(eta, "eta")
-        sampler = d.sampler if sampler is None else check_sampler(sampler)
-        if eta and sampler != "ddim":
-            raise bad_input("eta", f"applies to the 'ddim' sampler only, got eta={eta:g} with sampler {sampler!r}")
+        sampler = resolve_sampler(sampler, d.sampler, eta)
         return d.guidance if guidance is None else guidance, d.steps if steps is None else steps, eta, sampler
 
     @sampling

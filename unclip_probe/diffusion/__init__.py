@@ -9,7 +9,7 @@ Models never import this package's samplers, and samplers never import tqdm.
 from .guidance import cfg_denoiser
 from .losses import diffusion_loss
 from .samplers import (SAMPLERS, check_sampler, ddim_inverse_step, ddim_step, ddpm_step, dpmpp_2m_step,
-                       invert_ddim, sample, sample_ddim, sample_ddpm, sample_dpmpp_2m, sampling_timesteps)
+                       invert_ddim, resolve_sampler, sample, sample_ddim, sample_ddpm, sample_dpmpp_2m, sampling_timesteps)
 from .schedules import (PREDICTIONS, Schedule, cosine_betas, linear_betas, make_schedule, predict_x0_eps,
                         q_sample, schedule_of, rescale_zero_terminal_snr, training_target, v_target)
 
@@ -17,6 +17,6 @@ __all__ = [
     "Schedule", "make_schedule", "schedule_of", "cosine_betas", "linear_betas", "rescale_zero_terminal_snr", "PREDICTIONS",
     "q_sample", "predict_x0_eps", "v_target", "training_target",
     "sampling_timesteps", "ddpm_step", "ddim_step", "ddim_inverse_step", "dpmpp_2m_step", "sample_ddpm", "sample_ddim",
-    "sample_dpmpp_2m", "sample", "SAMPLERS", "check_sampler",
+    "sample_dpmpp_2m", "sample", "SAMPLERS", "check_sampler", "resolve_sampler",
     "invert_ddim", "cfg_denoiser", "diffusion_loss",
 ]

@@ -344,6 +344,15 @@ def check_sampler(sampler: object, argument: str = "sampler") -> str:
     return str(sampler)
 
 
+def resolve_sampler(sampler: str | None, default: str, eta: float = 0.0, argument: str = "sampler") -> str:
+    """The sampler a stage runs: ``default`` when None, else a checked name; DDIM's eta with any other
+    sampler is refused rather than ignored. Every stack resolves its ``sampler=`` through this."""
+    sampler = default if sampler is None else check_sampler(sampler, argument)
+    if eta and sampler != "ddim":
+        raise bad_input("eta", f"applies to the 'ddim' sampler only, got eta={eta:g} with sampler {sampler!r}.")
+    return sampler
+
+
 def sample(sampler: str, denoiser: Denoiser, x_T: Tensor, schedule: Schedule, steps: int | None = None, *,
            generator: torch.Generator | None = None, eta: float = 0.0, prediction: str = "eps",
            clip_x0: float | None = None, callback: Callback | None = None,
@@ -352,12 +361,10 @@ def sample(sampler: str, denoiser: Denoiser, x_T: Tensor, schedule: Schedule, st
 
     eta is DDIM's alone (DDPM is eta 1 by construction, DPM-Solver++(2M) deterministic): a
     non-zero eta with another sampler is refused rather than ignored."""
-    check_sampler(sampler)
+    resolve_sampler(sampler, "ddim", eta)
     kw = dict(generator=generator, prediction=prediction, clip_x0=clip_x0, callback=callback, timesteps=timesteps)
     if sampler == "ddim":
         return sample_ddim(denoiser, x_T, schedule, steps, eta=eta, **kw)
-    if eta:
-        raise bad_input("eta", f"applies to the 'ddim' sampler only, got eta={eta!r} with sampler {sampler!r}.")
     return SAMPLERS[sampler](denoiser, x_T, schedule, steps, **kw)
 
 

@@ -26,7 +26,7 @@ from torch import Tensor
 from unclip_probe import validate
 from unclip_probe.backends.base import PRIOR_KINDS, Sampling, StackDefaults, missing
 from unclip_probe.backends.world.decode import DECODER_GUIDANCE, decode_images, invert_images, upsample_images
-from unclip_probe.diffusion import check_sampler
+from unclip_probe.diffusion import check_sampler, resolve_sampler
 from unclip_probe.backends.world.prior_sampling import PRIOR_GUIDANCE
 from unclip_probe.backends.world.stages import load_decoder, load_unet_stage, load_upsampler
 from unclip_probe.checkpoints import stack_checksums
@@ -270,10 +270,7 @@ class UnCLIP:
 
     def _check_sampler(self, sampler: str | None, eta: float, name: str) -> str:
         """The decoder's sampler (None: ``defaults.decode.sampler``); DDIM's eta needs "ddim"."""
-        sampler = self.defaults.decode.sampler if sampler is None else check_sampler(sampler, name)
-        if eta and sampler != "ddim":
-            raise bad_input("eta", f"applies to the 'ddim' sampler only, got eta={eta:g} with sampler {sampler!r}")
-        return sampler
+        return resolve_sampler(sampler, self.defaults.decode.sampler, eta, name)
 
     def _check_decode(self, guidance, steps, upsample_steps, names=("guidance", "steps", "upsample_steps")):
         """The decoder's and upsampler's sampling arguments, checked (None stays None: the defaults)."""
