@@ -1,4 +1,5 @@
-"""Time of one update of each widget at its defaults (issue 7: <= 1 s on 2 CPU cores).
+"""Time of one update of each widget at its defaults (issue 7: <= 1 s on 2 CPU cores; issue 22: <= 0.4 s;
+issue 23: the SAE explorer <= 1 s).
 
     python benchmarks/bench_widgets.py [--checkpoints checkpoints/world] [--out benchmarks/results/bench_widgets.json]
 
@@ -19,7 +20,9 @@ from pathlib import Path
 import torch
 
 from unclip_probe.backends.world.stack import UnCLIP
-from unclip_probe.widgets import BindingExplorer, ManipulationsExplorer, PCAExplorer, TypographicExplorer
+from unclip_probe.sae import load_sae
+from unclip_probe.widgets import BindingExplorer, ManipulationsExplorer, PCAExplorer, SAEExplorer, TypographicExplorer
+from unclip_probe.world import render, sample_scenes
 
 
 def _timed(live, act, values) -> float:
@@ -63,6 +66,15 @@ def main() -> None:
         "interpolation_slider": _timed(w.interp_live, lambda v: setattr(w.t, "value", v), [1, 2, 3]),
         "text_diff_slider": _timed(w.diff_live, lambda v: setattr(w.theta, "value", v), [1, 2, 3]),
         "variations_button": _timed(w.var_live, lambda v: w.more.click(), [0, 1, 2])}
+    sae_dir = Path(args.checkpoints) / "sae"
+    if (sae_dir / "sae.safetensors").is_file():  # the shipped SAE (issue 23), over 300 world scenes as notebook 05
+        images = [render(s) for s in sample_scenes(300, seed=7)]
+        w = build("sae", lambda: SAEExplorer(pipe, load_sae(sae_dir), images))
+        feats = [f for f in w.features[1:4]]
+        rows["sae"]["update_s"] = {
+            "feature_picker": _timed(w.live, lambda v: setattr(w.feature, "value", v), feats),
+            "alpha_slider": _timed(w.live, lambda v: setattr(w.alpha, "value", v), [0.5, 1.5, 2.0])}
+        rows["sae"]["interaction"] = "new feature or new alpha (top images, two 64 px decodes)"
     out = {"command": "python benchmarks/bench_widgets.py", "machine": f"{platform.platform()}, "
            f"{torch.get_num_threads()} CPU threads, torch {torch.__version__}", "widgets": rows}
     text = json.dumps(out, indent=2)

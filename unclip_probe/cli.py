@@ -1,4 +1,4 @@
-"""The `unclip-probe` command (docs/design.md §3): world | train | generate | report | benchmark.
+"""The `unclip-probe` command (docs/design.md §3): world | train | generate | report | benchmark | embed.
 
 Bad input ends the command with the library's one-sentence message and exit
 code 2, never a traceback (docs/design.md §7). Every argument, output paths
@@ -164,6 +164,54 @@ def _cmd_benchmark(args: argparse.Namespace) -> None:
         print(f"wrote {out}")
 
 
+WORLD_N = 10_000  # embed: world scenes when --n is not given
+SHARD_SIZE = 4096  # embed.SHARD_SIZE, named here so that --help imports no torch
+
+
+def _cmd_embed(args: argparse.Namespace) -> None:
+    """A stack's image embeddings (encode_image) of world scenes or of a folder's images, as resumable
+    shards; under torchrun each rank embeds its own shards (docs/design.md §9)."""
+    import os
+    from pathlib import Path
+
+    from .imaging import image_files
+
+    if args.images == "world":
+        validate.count(WORLD_N if args.n is None else args.n, "--n")
+        validate.seed(0 if args.seed is None else args.seed, "--seed")
+    else:
+        if not Path(args.images).is_dir():
+            raise ProbeInputError(f"--images: expected 'world' or a folder of images, got {args.images!r} "
+                                  "(no such folder)")
+        for flag, value in (("--n", args.n), ("--seed", args.seed)):
+            if value is not None:
+                raise ProbeInputError(f"{flag}: only --images world takes it; a folder's images are all embedded")
+        image_files(args.images, "--images")
+    validate.count(args.shard_size, "--shard-size"), validate.count(args.batch_size, "--batch-size")
+    spec = _stack_args(args)
+    validate.output_path(args.out, "--out", folder=True)
+    from .device import resolve_device
+    from .embed import distributed_rank, embed_folder, embed_world
+
+    rank, world_size = distributed_rank()
+    with validate.renamed(device="--device"):
+        device = resolve_device(args.device)
+    if device.type == "cuda" and world_size > 1 and device.index is None:  # torchrun: one GPU per rank
+        args.device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    stack = _load(args, spec)
+    options = {"shard_size": args.shard_size, "batch_size": args.batch_size, "rank": rank,
+               "world_size": world_size, "progress": not args.quiet}
+    with validate.renamed(**{**FLAGS, "folder": "--images", "images": "--images", "shard_size": "--shard-size",
+                             "batch_size": "--batch-size"}):
+        if args.images == "world":
+            res = embed_world(stack, args.out, WORLD_N if args.n is None else args.n,
+                              seed=0 if args.seed is None else args.seed, **options)
+        else:
+            res = embed_folder(stack, args.images, args.out, **options)
+    done = "index.json written" if res.index_written else "index.json follows when every rank's shards exist"
+    print(f"{args.out}: rank {rank} of {world_size} wrote {len(res.written)} shard(s), kept {len(res.kept)}; {done}")
+
+
 def _add_stack_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stack", default="world", help=f"which stack: {' | '.join(STACK_KINDS)}")
     p.add_argument("--checkpoints", default="checkpoints/world", help="the world stack's folder")
@@ -229,6 +277,19 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--device", default="auto")
     b.add_argument("--json", default=None, help="also write the figures here")
     b.set_defaults(func=_cmd_benchmark)
+    e = sub.add_parser("embed", help="a stack's image embeddings of many images (world scenes or a folder) as "
+                                     "resumable safetensors shards; torchrun-aware")
+    e.add_argument("--images", required=True, help="'world' (rendered scenes, stored with their scene JSON) or a "
+                                                   "folder of image files (sorted by name)")
+    e.add_argument("--n", type=int, default=None, help=f"world: how many scenes (default {WORLD_N})")
+    e.add_argument("--seed", type=int, default=None, help="world: the scenes' seed (default 0)")
+    e.add_argument("--shard-size", type=int, default=SHARD_SIZE, help="images per shard")
+    e.add_argument("--batch-size", type=int, default=256, help="images per encode_image call")
+    _add_stack_flags(e)
+    e.add_argument("--device", default="auto")
+    e.add_argument("--out", required=True, help="the output folder (shard-*.safetensors, index.json)")
+    e.add_argument("--quiet", action="store_true")
+    e.set_defaults(func=_cmd_embed)
     try:
         from .train.cli import add_train_parser
     except ImportError:  # the training stack is optional for looking at the world

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from dataclasses import replace
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import _torchrun
 from _toy_recipe import ToyConfig, ToyRecipe
 
 from unclip_probe import checkpoints as ck
@@ -150,6 +150,32 @@ def test_ema_matches_manual_computation(tmp_path: Path, ema_start: int) -> None:
     assert not torch.allclose(ema["0.weight"], raw[-1]["0.weight"])
 
 
+def test_optional_step_hooks_run_around_the_optimizer_step(tmp_path: Path) -> None:
+    """before_step sees the complete gradients (and may change them), after_step the stepped weights."""
+    calls = []
+
+    class Hooked(ToyRecipe):
+        def before_step(self, model):
+            calls.append(("before", all(p.grad is not None for p in model.parameters()), torch.is_grad_enabled()))
+            model[3].weight.grad.zero_()  # AdamW with zero gradients and no weight decay leaves a weight as it is
+            model[3].bias.grad.zero_()
+
+        def after_step(self, model):
+            calls.append(("after", None, torch.is_grad_enabled()))
+            model[0].weight.clamp_(-0.05, 0.05)
+
+    cfg = replace(CFG, steps=4, checkpoint_every=4)
+    train(Hooked(), cfg, tmp_path, progress=False)
+    assert calls == [("before", True, False), ("after", None, False)] * 4
+    torch.manual_seed(cfg.seed)
+    built = ToyRecipe().build_model().state_dict()
+    for prefix in ("model.", "ema."):  # the EMA starts from the built weights, so only the raw ones are clamped
+        state = _state(tmp_path, prefix)
+        assert torch.equal(state["3.weight"], built["3.weight"]) and torch.equal(state["3.bias"], built["3.bias"])
+        assert not torch.equal(state["0.bias"], built["0.bias"])
+    assert _state(tmp_path, "model.")["0.weight"].abs().max() <= 0.05 < built["0.weight"].abs().max()
+
+
 def test_lr_schedule() -> None:
     cfg = TrainConfig(steps=100, lr=1.0, warmup_steps=10)
     assert lr_at(cfg, 0) == pytest.approx(0.1) and lr_at(cfg, 9) == pytest.approx(1.0)
@@ -194,15 +220,7 @@ def test_cuda_bf16_training_and_resume(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_ddp_two_gloo_ranks_agree(tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    worker = Path(__file__).with_name("_ddp_worker.py")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[2])}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(port), str(worker), str(tmp_path)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    _torchrun.two_ranks("_ddp_worker.py", tmp_path)
     _assert_same(ck.load_weights(tmp_path / "rank0.safetensors"), ck.load_weights(tmp_path / "rank1.safetensors"))
     _assert_same(ck.load_weights(tmp_path / "rank0.safetensors"), _state(tmp_path / "run", "model."))
     info = json.loads((tmp_path / "run" / "toy.train.json").read_text())

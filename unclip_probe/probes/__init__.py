@@ -2,7 +2,8 @@
 from .binding import attribute_binding, clip_binding, generation_binding
 from .pca import pca_clip_side, pca_reconstruction
 from .result import ProbeResult
+from .sae import sae_features, steer
 from .typographic import attack_images, typographic_attack
 
 __all__ = ["ProbeResult", "attack_images", "attribute_binding", "clip_binding", "generation_binding",
-           "pca_clip_side", "pca_reconstruction", "typographic_attack"]
+           "pca_clip_side", "pca_reconstruction", "sae_features", "steer", "typographic_attack"]

@@ -43,6 +43,22 @@ def _ar_prior_recipe(args):
     return ARPriorRecipe(clip_dir=args.clip, batch_size=args.batch_size, data_seed=args.data_seed, workers=args.workers)
 
 
+def _sae_recipe(args):
+    from ..sae.train import SAERecipe
+
+    with _renamed_sae_flags():
+        return SAERecipe(data=args.embeddings, n_latents=args.n_latents, k=args.k, dead_after=args.dead_after,
+                         batch_size=args.batch_size, data_seed=args.data_seed, init_from=args.init_from)
+
+
+def _renamed_sae_flags():
+    from .. import validate
+
+    return validate.renamed(data="--embeddings", **{f"SAEConfig.{k}": f"--{k.replace('_', '-')}"
+                                                   for k in ("n_latents", "k", "dead_after")})
+
+
+EMA_DECAY, OUT = 0.999, "checkpoints/world"  # --ema-decay and --out of the stages that name none
 _DECODER_DEFAULTS = {"steps": 20000, "batch_size": 32, "lr": 5e-4, "warmup_steps": 200, "weight_decay": 0.0}
 
 STAGES = {
@@ -52,6 +68,10 @@ STAGES = {
     "prior": (_prior_recipe, {"steps": 4000, "batch_size": 64, "lr": 3e-4, "warmup_steps": 200, "weight_decay": 0.01}),
     "ar-prior": (_ar_prior_recipe, {"steps": 4000, "batch_size": 64, "lr": 3e-4, "warmup_steps": 200, "weight_decay": 0.01}),
     "upsampler": (_upsampler_recipe, {"steps": 3000, "batch_size": 32, "lr": 5e-4, "warmup_steps": 100, "weight_decay": 0.0}),
+    # ema_decay 0: the shipped weights are the raw ones, whose decoder rows are unit norm (sae/train.py);
+    # out: a subfolder, so that the stack's own files (and stack.checksums) stay as they are
+    "sae": (_sae_recipe, {"steps": 4000, "batch_size": 1024, "lr": 1e-3, "warmup_steps": 100, "weight_decay": 0.0,
+                          "ema_decay": 0.0, "out": f"{OUT}/sae"}),
 }
 
 
@@ -61,6 +81,7 @@ CLIP_STAGES = ("decoder", "decoder-text", "prior", "ar-prior")  # the stages tha
 def _check_args(args: argparse.Namespace) -> None:
     """The flags of `train`, each error naming its flag (docs/design.md §7)."""
     from .. import validate
+    from ..errors import ProbeInputError
 
     for flag, minimum in (("steps", 1), ("batch_size", 1), ("warmup_steps", 0), ("checkpoint_every", 1),
                           ("seed", 0), ("data_seed", 0)):
@@ -77,6 +98,13 @@ def _check_args(args: argparse.Namespace) -> None:
         validate.input_file(args.init_from, "--init-from")
     if args.stage in CLIP_STAGES:
         validate.input_folder(args.clip, "--clip", files=("clip.json", "clip.safetensors"))
+    if args.stage == "sae":
+        if args.embeddings is None or not Path(args.embeddings).exists():
+            raise ProbeInputError(f"--embeddings: the sae stage trains on an `unclip-probe embed` folder (or a "
+                                  f".safetensors file of embeddings), got {args.embeddings!r}")
+        validate.count(args.n_latents, "--n-latents")
+        validate.count(args.k, "--k", maximum=args.n_latents)
+        validate.count(args.dead_after, "--dead-after")
     validate.output_path(args.out, "--out", folder=True)
     from ..device import resolve_device
 
@@ -94,6 +122,14 @@ def _cmd_train(args: argparse.Namespace) -> None:
     for k, v in defaults.items():
         if getattr(args, k) is None:
             setattr(args, k, v)
+    args.ema_decay = EMA_DECAY if args.ema_decay is None else args.ema_decay
+    if args.stage == "sae":
+        from ..sae.model import SAEConfig
+
+        for name in ("n_latents", "k", "dead_after"):
+            if getattr(args, name) is None:
+                setattr(args, name, getattr(SAEConfig, name))
+    args.out = OUT if args.out is None else args.out
     _check_args(args)  # every flag, before a recipe starts its renderers or reads a CLIP
     recipe = make(args)
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
@@ -110,14 +146,14 @@ def _cmd_train(args: argparse.Namespace) -> None:
 def add_train_parser(sub) -> None:
     t = sub.add_parser("train", help="train one stage of the world stack (resumes from --out)")
     t.add_argument("stage", help=f"one of: {', '.join(STAGES)}")
-    t.add_argument("--out", default="checkpoints/world")
+    t.add_argument("--out", default=None, help=f"(default: {OUT}; sae: {STAGES['sae'][1]['out']})")
     t.add_argument("--budget-minutes", type=float, default=None)
     t.add_argument("--steps", type=int, default=None)
     t.add_argument("--batch-size", type=int, default=None)
     t.add_argument("--lr", type=float, default=None)
     t.add_argument("--warmup-steps", type=int, default=None)
     t.add_argument("--weight-decay", type=float, default=None)
-    t.add_argument("--ema-decay", type=float, default=0.999)
+    t.add_argument("--ema-decay", type=float, default=None, help=f"(default: {EMA_DECAY}; sae: 0, the raw weights)")
     t.add_argument("--checkpoint-every", type=int, default=200)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--data-seed", type=int, default=0)
@@ -127,6 +163,13 @@ def add_train_parser(sub) -> None:
     t.add_argument("--note-prob", type=float, default=0.25, help="share of training scenes with a note")
     t.add_argument("--hard-negatives", type=float, default=0.0,
                    help="clip: share of each batch made of position-moved / colour-swapped twins")
+    t.add_argument("--embeddings", default=None, metavar="FILE_OR_DIR",
+                   help="sae: an `unclip-probe embed` folder (or a .safetensors file of embeddings) to train on")
+    t.add_argument("--n-latents", type=int, default=None, help="sae: dictionary size (default: SAEConfig's)")
+    t.add_argument("--k", type=int, default=None, help="sae: active latents per embedding, TopK (default: SAEConfig's)")
+    t.add_argument("--dead-after", type=int, default=None,
+                   help="sae: training samples without firing after which a latent is dead, for AuxK (default: "
+                        "SAEConfig's)")
     t.add_argument("--init-from", default=None, help="weights (.safetensors) to start from instead of random")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=_cmd_train)

@@ -79,6 +79,13 @@ class Recipe(Protocol):
     ``torch.randn(shape, generator=g, device=g.device)`` — and call ``model(...)`` (under DDP it is
     the wrapper, and only its forward averages gradients). Optional: ``evaluate(model) -> dict``,
     run on the EMA model when training finishes; its numbers go into ``<name>.summary.json``.
+
+    Optional hooks for a constraint on the weights (a sparse autoencoder's unit-norm decoder rows),
+    each called with the raw model (never the DDP wrapper or the EMA; in place, the same on every
+    rank, under ``torch.no_grad``): ``before_step(model)`` once the gradients are complete (averaged
+    over ranks), before clipping and the optimizer step, e.g. to project them; ``after_step(model)``
+    after the optimizer step and before the EMA update, e.g. to renormalise. A recipe without them
+    trains exactly as before.
     """
 
     name: str
@@ -208,6 +215,8 @@ class _Loop:
         bar = tqdm(total=cfg.steps, initial=start, desc=self.name, disable=not (progress and env.is_main),
                    dynamic_ncols=True)
         loss = None
+        before_step = getattr(self.recipe, "before_step", None)  # optional hooks (see Recipe)
+        after_step = getattr(self.recipe, "after_step", None)
         self.model.train()
         while self.step < end:
             lr = lr_at(cfg, self.step)
@@ -218,9 +227,15 @@ class _Loop:
                 loss, metrics = self.recipe.loss(net, batch, self.gen)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
+            if before_step is not None:
+                with torch.no_grad():
+                    before_step(self.model)
             if cfg.grad_clip > 0:
                 nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
             self.opt.step()
+            if after_step is not None:
+                with torch.no_grad():
+                    after_step(self.model)
             self.ema.update(self.model, cfg.ema_decay if self.step >= cfg.ema_start else 0.0)
             self.step += 1
             bar.update(1)

@@ -3,6 +3,7 @@ from .binding import BindingExplorer
 from .live import Live
 from .manipulations import ManipulationsExplorer
 from .pca import PCAExplorer
+from .sae import SAEExplorer
 from .typographic import TypographicExplorer
 
-__all__ = ["BindingExplorer", "Live", "ManipulationsExplorer", "PCAExplorer", "TypographicExplorer"]
+__all__ = ["BindingExplorer", "Live", "ManipulationsExplorer", "PCAExplorer", "SAEExplorer", "TypographicExplorer"]
