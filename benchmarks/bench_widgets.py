@@ -70,7 +70,7 @@ def main() -> None:
     if (sae_dir / "sae.safetensors").is_file():  # the shipped SAE (issue 23), over 300 world scenes as notebook 05
         images = [render(s) for s in sample_scenes(300, seed=7)]
         w = build("sae", lambda: SAEExplorer(pipe, load_sae(sae_dir), images))
-        feats = [f for f in w.features[1:4]]
+        feats = w.features[1:4]
         rows["sae"]["update_s"] = {
             "feature_picker": _timed(w.live, lambda v: setattr(w.feature, "value", v), feats),
             "alpha_slider": _timed(w.live, lambda v: setattr(w.alpha, "value", v), [0.5, 1.5, 2.0])}

@@ -71,7 +71,7 @@ def main(argv=None) -> dict:
     ok = [r for r in rows if r["fvu"] <= MAX_FVU]
     best = max(ok, key=lambda r: (r["coverage_shape_color"], r["monosemanticity"], -r["n_latents"])) if ok else None
     out = {"command": "python benchmarks/sae_sweep.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-           "rule": __doc__.split("The rule, written before the run:")[1].split("The chosen")[0].strip(),
+           "rule": __doc__.split("The rule, written before that first run and kept:")[1].split("The chosen")[0].strip(),
            "n_val": args.n_val, "seed": args.seed, "steps": args.steps, "rows": rows, "chosen": best}
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
     print("chosen", best)

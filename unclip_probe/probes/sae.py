@@ -72,6 +72,17 @@ def activations(sae, z: Tensor, batch: int = 4096) -> Tensor:
     return torch.cat([sae.encode(sae.prepare(z[i:i + batch].to(sae.W_dec))) for i in range(0, len(z), batch)]).float()
 
 
+def firing_rates(acts: Tensor) -> Tensor:
+    """(F,) share of the rows of activations (N, F) on which each feature fires."""
+    return (acts > 0).float().mean(0)
+
+
+def set_mean(z: Tensor) -> Tensor:
+    """(1, D) the mean direction of embeddings z (N, D) at their mean norm: the embedding a feature
+    moves when no image is chosen (unit norm on the world stack, CLIP's scale on a real one)."""
+    return F.normalize(z.mean(0, keepdim=True), dim=-1) * z.norm(dim=-1).mean()
+
+
 def _checked_alphas(alphas) -> list[float]:
     return validate.number_list(alphas, "alphas", what="steering strengths (in units of the embedding's norm)")
 
@@ -130,13 +141,12 @@ def sae_features(stack, sae, images: Sequence, features: Sequence[int] | None = 
     validate.seed(seed), validate.steps(steps), validate.guidance(guidance)
     z = stack.encode_image(images).float()  # (N, D)
     acts = activations(sae, z)  # (N, F)
-    fires = (acts > 0).float().mean(0)  # (F,)
+    fires = firing_rates(acts)  # (F,)
     if features is None:
         features = fires.argsort(descending=True)[:n_features].tolist()
     features = [check_feature(sae, f, "features") for f in features]
     target = z[:1] if image is None else stack.encode_image(validate.images([image], "image")).float()
-    mean = z.mean(0, keepdim=True)
-    mean = F.normalize(mean, dim=-1) * z.norm(dim=-1).mean()  # the set's mean direction at the set's mean norm
+    mean = set_mean(z)
     dirs = directions(sae)
     x_T = stack.noise(1, seed)
     rows, pictures = [], []

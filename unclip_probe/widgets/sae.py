@@ -9,7 +9,7 @@ import torch
 from .. import validate
 from ..backends.base import check_stack
 from ..errors import bad_input
-from ..probes.sae import _as_pil, _check_sae, activations, directions, moved
+from ..probes.sae import _as_pil, _check_sae, activations, check_feature, directions, firing_rates, moved, set_mean
 from .live import Live, png, strip
 
 
@@ -35,19 +35,13 @@ class SAEExplorer(W.VBox):
         self.images = [_as_pil(im) for im in images]
         z = stack.encode_image(self.images).float()  # (N, D)
         self.acts = activations(sae, z)  # (N, F)
-        fires = (self.acts > 0).float().mean(0)
+        fires = firing_rates(self.acts)
         alive = [int(f) for f in fires.argsort(descending=True).tolist() if fires[f] > 0]
-        if features is not None:
-            n = sae.W_dec.shape[0]
-            bad = [f for f in features if not (isinstance(f, int) and 0 <= f < n)]
-            if bad:
-                raise bad_input("features", f"expected feature indices in [0, {n}), got {bad[0]!r}")
-        self.features = list(features) if features is not None else alive
+        self.features = [check_feature(sae, f, "features") for f in features] if features is not None else alive
         if not self.features:
             raise bad_input("images", "no feature of the SAE fires on these images; pass more images or features=")
         target = z[:1] if image is None else stack.encode_image(validate.images([image], "image")).float()
-        mean = z.mean(0, keepdim=True)
-        self.base = torch.cat([mean / mean.norm() * z.norm(dim=-1).mean(), target])  # (2, D): mean, image
+        self.base = torch.cat([set_mean(z), target])  # (2, D): mean, image
         self.directions = directions(sae)
         self.n_top = min(n_top, len(self.images))
         self._cache: dict[tuple[int, float], list] = {}
