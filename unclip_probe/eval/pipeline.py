@@ -207,16 +207,25 @@ def text_diff_turns(pipe, scenes: list[Scene], src: str = "a red circle", dst: s
 # The integration tests' quick checks (tests/integration/test_world_pipeline.py): small, fixed
 # scenes and seeds whose figures the tests hold to floors. One definition, so the floors' comments
 # quote what `python benchmarks/integration_floor_figures.py` prints for exactly these calls.
-QUICK_CHECKS = ("text_to_image", "variations", "text_diff")
+QUICK_CHECKS = ("text_to_image", "wordings", "variations", "text_diff")
 
 
 def quick_checks(pipe, parts: Sequence[str] = QUICK_CHECKS) -> dict:
     """The named quick checks: text -> image with the diffusion prior (24 single objects, 20 steps,
-    32 px), variations of 8 two-object scenes, and the red -> blue circle text diff on 8 seeds."""
+    32 px), the same on 24 held-out wordings (two per template), variations of 8 two-object scenes,
+    and the red -> blue circle text diff on 8 seeds."""
     out: dict = {}
     if "text_to_image" in parts:
         out["text_to_image"] = text_to_image(pipe, sample_scenes(24, seed=4321, config=SINGLE), seed=0, batch=24,
                                              priors=("diffusion",), steps=20, upsample=False)["diffusion_prior"]
+    if "wordings" in parts:  # the first two in-distribution prompts of each held-out single-object template
+        from unclip_probe.world.wordings import PER_TEMPLATE, heldout_prompts
+
+        per = sum(PER_TEMPLATE["single"])
+        ps = [p for k, p in enumerate(heldout_prompts("single")) if k % per < 2]
+        out["wordings"] = text_to_image(pipe, [p.scene for p in ps], prompts=[p.text for p in ps], seed=0, batch=24,
+                                        priors=("diffusion",), baselines=False, steps=20,
+                                        upsample=False)["diffusion_prior"]
     if "variations" in parts:
         out["variations"] = variations_kept(pipe, sample_scenes(8, seed=4242, config=PAIR), n=2)
     if "text_diff" in parts:
