@@ -5,7 +5,8 @@
 Scenes come from a fresh seed. Each is rendered at 64 px, embedded by the world
 CLIP, decoded at 32 px from one fixed noise per scene, and read by the oracle.
 Single objects: shape and colour both right (also each alone, and by object
-size, to show where the errors lie); position as the half (left / right
+size, to show where the errors lie; and `eval.pipeline.readings`: the scene exactly right, or any
+drawn object matching, each split by held-out colour-shape pairs); position as the half (left / right
 of the midline, for objects outside the middle column), the grid column (left /
 middle / right) and the exact cell of the object drawn for it. Two objects: both objects' shape and colour right.
 """
@@ -16,6 +17,7 @@ import torch
 
 from unclip_probe.backends.world.decode import DECODER_GUIDANCE, decode_images
 from unclip_probe.eval.common import INVERSION_SEED, PAIRS, RECONSTRUCTION_SEED, SINGLES, psnr
+from unclip_probe.eval.pipeline import readings
 from unclip_probe.imaging import pil_to_signed, to_unit
 from unclip_probe.world import detect, render, sample_scenes
 from unclip_probe.world.parse import SceneSpec
@@ -60,7 +62,7 @@ def reconstruction_accuracy(unet, cfg, clip, n: int = 500, steps: int = 25, guid
     unet.eval()
     singles = sample_scenes(n, seed=seed, config=SINGLES)
     pairs = sample_scenes(n if n_pairs is None else n_pairs, seed=seed + 1, config=PAIRS)
-    res = {}
+    res, both_readings = {}, {}
     reads = [detect(img) for img in decode_scenes(unet, cfg, clip, singles, steps=steps, guidance=guidance,
                                                      with_caption=with_caption, seed=seed, sampler=sampler)]
     sc, half, col, cell, count = [], [], [], [], []
@@ -84,6 +86,7 @@ def reconstruction_accuracy(unet, cfg, clip, n: int = 500, steps: int = 25, guid
             half.append(got_col is not None and got_col != 1 and (got_col < 1) == (want_col < 1))
         col.append(got_col == want_col)
         cell.append(drawn is not None and drawn.position == want.position)
+    both_readings["single_readings"] = readings(singles, reads)
     res.update(single_shape_color=np.mean(sc), single_half=np.mean(half), single_column=np.mean(col),
                single_cell=np.mean(cell), single_count=np.mean(count),
                single_shape=np.mean(shape), single_color=np.mean(color),
@@ -95,7 +98,10 @@ def reconstruction_accuracy(unet, cfg, clip, n: int = 500, steps: int = 25, guid
         both.append(all(any(_object_ok(w, o) for o in d.objects) for w in s.objects) and len(d.objects) == 2)
         exact.append(SceneSpec.from_scene(s).score(d)["objects"])
     res.update(pair_both_objects=np.mean(both), pair_exact=np.mean(exact))
-    return {k: round(float(v), 4) for k, v in res.items()}
+    both_readings["pair_readings"] = readings(pairs, reads)
+    res.update(single_exact=both_readings["single_readings"]["exact"],
+               pair_exact_shape_color=both_readings["pair_readings"]["exact"])
+    return {**{k: round(float(v), 4) for k, v in res.items()}, **both_readings}
 
 
 @torch.no_grad()
@@ -131,6 +137,8 @@ if __name__ == "__main__":
     p.add_argument("--name", default="decoder")
     p.add_argument("--n", type=int, default=500)
     p.add_argument("--steps", type=int, default=25)
+    p.add_argument("--sampler", default="ddim", help="ddim (the default these figures were first measured at), "
+                   "ddpm or dpm++2m (the stack's decode default since issue 22, at 15 steps)")
     p.add_argument("--guidance", type=float, nargs="+", default=sorted({1.0, DECODER_GUIDANCE}))
     p.add_argument("--with-caption", action="store_true")
     p.add_argument("--inversion", action="store_true", help="also measure the DDIM inversion round trip")
@@ -140,13 +148,13 @@ if __name__ == "__main__":
     args = p.parse_args()
     unet, cfg = load_decoder(args.folder, args.name)
     clip = load_clip(args.folder)
-    out = {"n": args.n, "steps": args.steps, "with_caption": args.with_caption,
+    out = {"n": args.n, "steps": args.steps, "sampler": args.sampler, "with_caption": args.with_caption,
            "command": "python -m unclip_probe.eval.decoder " + " ".join(sys.argv[1:]),
            "weights_checksum": checksum_of(Path(args.folder) / f"{args.name}.safetensors"),
            "clip_checksum": clip.checksum, "seed": args.seed}
     for gs in args.guidance:
         out[f"guidance_{gs:g}"] = reconstruction_accuracy(unet, cfg, clip, args.n, args.steps, gs, args.with_caption,
-                                                             seed=args.seed)
+                                                             seed=args.seed, sampler=args.sampler)
     if args.inversion:
         out["inversion"] = inversion_psnr(unet, cfg, clip)
     print(json.dumps(out, indent=2))

@@ -6,8 +6,11 @@ Held-out prompts are captions of scenes from a fresh seed (any (shape, colour)
 pair, the held-out ones included). Every image is the pipeline's 64 px output,
 read by the oracle.
 
-- Text -> image, per prior: single-object prompts with shape and colour right;
-  two-object prompts with both objects right (and exactly two drawn).
+- Text -> image, per prior: single-object and two-object prompts, read two ways (`readings`):
+  the scene exactly right (every object's shape and colour, nothing extra) and any drawn object
+  matching; each split into in-distribution scenes and scenes with a held-out colour-shape pair.
+  Also on the held-out wordings of `unclip_probe/world/wordings.py` (prompts the caption grammar
+  never writes), per template.
 - Paper §5.1: the same decoder fed (a) the prior's image embedding, (b) the text
   embedding z_t directly, (c) the true image embedding of a render of the caption's
   scene (the decoder's ceiling); and the mean cosine to that true embedding of the
@@ -33,7 +36,9 @@ import torch.nn.functional as F
 from unclip_probe.eval.common import (FIGURE_SEED, INTERPOLATION_SEED, PAIR_SEED, PAIRS as PAIR, SINGLE_SEED,
                                       SINGLES as SINGLE, TEXT_DIFF_SEED, VARIATION_SEED)
 from unclip_probe.manipulations import interpolate, text_diff, variations
-from unclip_probe.world import Scene, caption, detect, render, sample_scenes
+from unclip_probe.errors import bad_input
+from unclip_probe.world import Scene, WorldConfig, caption, detect, render, sample_scenes
+from unclip_probe.world.wordings import WORDING_SEED
 
 # The text -> image rows' scenes and noise. The batch is part of the seeding (chunk k of a batch
 # draws from seed + its start), so a sweep that repeats a row must use the same seeds and batch.
@@ -48,6 +53,39 @@ def drawn(wanted: Sequence, reading: Scene, exact_count: bool) -> bool:
     return not (want - got) and (not exact_count or len(reading.objects) == len(wanted))
 
 
+def shows_held_out_pair(scene: Scene, config: WorldConfig | None = None) -> bool:
+    """Whether a scene shows a (shape, colour) pair that no training scene shows (WorldConfig.holdout)."""
+    held = set((config or WorldConfig()).holdout)
+    return any((o.shape, o.color) in held for o in scene.objects)
+
+
+def _shares(exact: list[bool], any_match: list[bool]) -> dict:
+    return {"n": len(exact), "exact": round(float(np.mean(exact)), 4) if exact else None,
+            "any_match": round(float(np.mean(any_match)), 4) if exact else None}
+
+
+def readings(scenes: Sequence[Scene], reads: Sequence[Scene], groups: Sequence[str] | None = None) -> dict:
+    """The two oracle readings of images that should show `scenes` (issue 24), by shapes and colours:
+
+    - ``exact``: the scene is exactly right, every wanted (shape, colour) drawn and nothing else
+      (no extra or missing objects);
+    - ``any_match``: every wanted (shape, colour) is among the objects drawn, extras allowed.
+
+    Overall, then split into ``in_distribution`` and ``held_out_pairs`` (scenes showing a held-out
+    colour-shape pair, paper §7's compositional question), and by ``groups`` (one label per scene,
+    e.g. the prompt's template) under ``by_group``."""
+    exact = [drawn(s.objects, r, exact_count=True) for s, r in zip(scenes, reads)]
+    any_match = [drawn(s.objects, r, exact_count=False) for s, r in zip(scenes, reads)]
+    held = [shows_held_out_pair(s) for s in scenes]
+    out = {**_shares(exact, any_match),
+           "in_distribution": _shares([e for e, h in zip(exact, held) if not h], [a for a, h in zip(any_match, held) if not h]),
+           "held_out_pairs": _shares([e for e, h in zip(exact, held) if h], [a for a, h in zip(any_match, held) if h])}
+    if groups is not None:
+        out["by_group"] = {g: _shares([e for e, k in zip(exact, groups) if k == g], [a for a, k in zip(any_match, groups) if k == g])
+                           for g in dict.fromkeys(groups)}
+    return out
+
+
 def _pixels(img) -> np.ndarray:
     return np.asarray(img, dtype=np.float32) / 255.0
 
@@ -55,24 +93,36 @@ def _pixels(img) -> np.ndarray:
 @torch.no_grad()
 def text_to_image(pipe, scenes: list[Scene], *, seed: int, batch: int = 50, priors: Sequence[str] = ("diffusion", "ar"),
                   exact_count: bool = False, baselines: bool = True, prior_guidance: float | None = None,
-                  **decode_kw) -> dict:
-    """Oracle accuracy and embedding cosines of the decoder fed each prior's sample (at prior_guidance;
-    None: each prior's default) and, with baselines, z_t and the true z_i."""
-    hits: dict[str, list[bool]] = {}
+                  prompts: Sequence[str] | None = None, groups: Sequence[str] | None = None, **decode_kw) -> dict:
+    """Oracle readings and embedding cosines of the decoder fed each prior's sample (at prior_guidance;
+    None: each prior's default) and, with baselines, z_t and the true z_i.
+
+    prompts: what is typed for each scene (default: its caption, seed + its index); groups: a label
+    per scene for ``readings``' by_group. Per feed: ``readings`` (exact first, then any_match, split
+    by held-out pairs), the cosine, and ``objects_right``, the row's former single figure (exact when
+    exact_count, any_match otherwise), kept so that earlier JSON stays comparable."""
+    if prompts is not None and len(prompts) != len(scenes):
+        raise bad_input("prompts", f"expected one prompt per scene ({len(scenes)}), got {len(prompts)}")
+    reads: dict[str, list[Scene]] = {}
     cos: dict[str, list[float]] = {}
     for i in range(0, len(scenes), batch):
         chunk = scenes[i:i + batch]
-        prompts = [caption(s, seed=seed + i + k) for k, s in enumerate(chunk)]
+        said = ([caption(s, seed=seed + i + k) for k, s in enumerate(chunk)] if prompts is None
+                else list(prompts[i:i + batch]))
         z_true = pipe.clip.encode_image([render(s) for s in chunk])  # (B, D), unit norm
-        feeds = {"text_embedding": pipe.clip.encode_text(prompts), "true_image_embedding": z_true} if baselines else {}
+        feeds = {"text_embedding": pipe.clip.encode_text(said), "true_image_embedding": z_true} if baselines else {}
         for kind in priors:
-            feeds[f"{kind}_prior"] = pipe.prior(prompts, seed=seed + i, kind=kind, guidance=prior_guidance)
+            feeds[f"{kind}_prior"] = pipe.prior(said, seed=seed + i, kind=kind, guidance=prior_guidance)
         for name, z in feeds.items():
-            imgs = pipe.decode(z, seed=seed + i, prompts=prompts, **decode_kw)
-            hits.setdefault(name, []).extend(drawn(s.objects, detect(im), exact_count) for s, im in zip(chunk, imgs))
+            imgs = pipe.decode(z, seed=seed + i, prompts=said, **decode_kw)
+            reads.setdefault(name, []).extend(detect(im) for im in imgs)
             cos.setdefault(name, []).extend((F.normalize(z.float(), dim=-1) * z_true).sum(-1).tolist())
-    return {name: {"objects_right": round(float(np.mean(h)), 4),
-                   "cosine_to_true_image_embedding": round(float(np.mean(cos[name])), 4)} for name, h in hits.items()}
+    out = {}
+    for name, r in reads.items():
+        read = readings(scenes, r, groups)
+        out[name] = {"objects_right": read["exact" if exact_count else "any_match"], "readings": read,
+                     "cosine_to_true_image_embedding": round(float(np.mean(cos[name])), 4)}
+    return out
 
 
 def manipulation_scenes(m: int) -> dict[str, list]:
@@ -157,16 +207,25 @@ def text_diff_turns(pipe, scenes: list[Scene], src: str = "a red circle", dst: s
 # The integration tests' quick checks (tests/integration/test_world_pipeline.py): small, fixed
 # scenes and seeds whose figures the tests hold to floors. One definition, so the floors' comments
 # quote what `python benchmarks/integration_floor_figures.py` prints for exactly these calls.
-QUICK_CHECKS = ("text_to_image", "variations", "text_diff")
+QUICK_CHECKS = ("text_to_image", "wordings", "variations", "text_diff")
 
 
 def quick_checks(pipe, parts: Sequence[str] = QUICK_CHECKS) -> dict:
     """The named quick checks: text -> image with the diffusion prior (24 single objects, 20 steps,
-    32 px), variations of 8 two-object scenes, and the red -> blue circle text diff on 8 seeds."""
+    32 px), the same on 24 held-out wordings (two per template), variations of 8 two-object scenes,
+    and the red -> blue circle text diff on 8 seeds."""
     out: dict = {}
     if "text_to_image" in parts:
         out["text_to_image"] = text_to_image(pipe, sample_scenes(24, seed=4321, config=SINGLE), seed=0, batch=24,
                                              priors=("diffusion",), steps=20, upsample=False)["diffusion_prior"]
+    if "wordings" in parts:  # the first two in-distribution prompts of each held-out single-object template
+        from unclip_probe.world.wordings import PER_TEMPLATE, heldout_prompts
+
+        per = sum(PER_TEMPLATE["single"])
+        ps = [p for k, p in enumerate(heldout_prompts("single")) if k % per < 2]
+        out["wordings"] = text_to_image(pipe, [p.scene for p in ps], prompts=[p.text for p in ps], seed=0, batch=24,
+                                        priors=("diffusion",), baselines=False, steps=20,
+                                        upsample=False)["diffusion_prior"]
     if "variations" in parts:
         out["variations"] = variations_kept(pipe, sample_scenes(8, seed=4242, config=PAIR), n=2)
     if "text_diff" in parts:
@@ -217,6 +276,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     p.add_argument("--n-manip", type=int, default=50, help="scenes for variations / text diffs; pairs for interpolation (0: text -> image only)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--figure", default=None, help="also write the figure sheet here")
+    p.add_argument("--wordings", action=argparse.BooleanOptionalAction, default=True,
+                   help="also the held-out wordings (unclip_probe/world/wordings.py), singles and pairs")
     args = p.parse_args(argv)
     pipe = UnCLIP.from_pretrained(args.folder, device=args.device)
     d = pipe.defaults
@@ -236,6 +297,16 @@ def main(argv: Sequence[str] | None = None) -> dict:
         out[f"text_to_image_{name}"] = text_to_image(pipe, sample_scenes(n, seed=seed, config=cfg), seed=seed,
                                                      priors=priors, exact_count=exact, batch=TEXT_TO_IMAGE_BATCH)
         out["seconds"][f"text_to_image_{name}"] = round(time.perf_counter() - t, 1)
+    if args.wordings:  # issue 24: the held-out wordings (world/wordings.py), scored the same way
+        from unclip_probe.world.wordings import heldout_prompts
+
+        for kind in ("single", "pair"):
+            t = time.perf_counter()
+            ps = heldout_prompts(kind)
+            out[f"text_to_image_wordings_{kind}"] = text_to_image(
+                pipe, [p.scene for p in ps], prompts=[p.text for p in ps], groups=[p.template for p in ps],
+                seed=WORDING_SEED, priors=priors, exact_count=kind == "pair", batch=TEXT_TO_IMAGE_BATCH)
+            out["seconds"][f"text_to_image_wordings_{kind}"] = round(time.perf_counter() - t, 1)
     if args.n_manip == 0:  # text -> image only
         print(json.dumps(out, indent=2))
         return out

@@ -6,6 +6,8 @@ oracle can check a generated image against it (see `parse.py`).
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from .. import validate
@@ -96,3 +98,69 @@ def vocabulary() -> list[str]:
 
 
 assert all(p.split()[-1] in vocabulary() for p in POSITIONS)
+
+
+# ---------------------------------------------------------------------------- the widened grammar
+# Issue 24: users type prompts in other wordings than `caption` writes. `wide_caption` writes more
+# of them for training (prefixes, definite and dropped articles, the colour after the noun, other
+# connectives and background phrases, a final period), under one rule that keeps the held-out
+# wordings of `wordings.py` out of training: a caption in any non-standard form always says a
+# position, a background or a note. No held-out prompt says any of the three (and none says
+# "on the ... background", which `wide_caption` never writes), so no training caption is one of them.
+WIDE_PREFIXES = ("a picture with ", "a photo with ", "there is ", "a picture of ")
+WIDE_BACKGROUNDS = ("on a {} background", "with a {} background")
+WIDE_CONTEXT = 48 - 2  # the world CLIP's context (train/recipes/clip.py CONTEXT) less sot and eot
+
+
+def _wide_object(obj: Obj, rng: np.random.Generator, position: bool) -> str:
+    """One object in one of four forms: 'a [size] red circle', 'the ...', '[size] red circle',
+    'a [size] circle that is red'; then its position when asked."""
+    size = [obj.size] if rng.random() < 0.5 else []
+    form = int(rng.integers(4))
+    if form == 3:
+        words = size + [obj.shape, "that", "is", obj.color]
+    else:
+        words = size + [obj.color, obj.shape]
+    if form in (0, 3):
+        words.insert(0, "an" if words[0][0] in "aeiou" else "a")
+    elif form == 1:
+        words.insert(0, "the")
+    text = " ".join(words)
+    if position:
+        text += " " + ("in the middle" if obj.position == "center" and rng.random() < 0.5 else POSITION_PHRASES[obj.position])
+    return text
+
+
+def wide_caption(scene: Scene, seed: int = 0, wide: bool | None = None) -> str:
+    """A caption of `scene` in the widened grammar (see the comment above); `seed` picks every choice.
+
+    Half the captions are `caption`'s own (so training keeps seeing today's grammar); the rest use
+    the wider forms, and always say a position, the background or the note. wide: force one half
+    (True: the wider forms; False: `caption`'s), as the tests do."""
+    if not isinstance(scene, Scene) or not scene.objects:
+        raise bad_input("scene", "expected a world Scene with at least one object")
+    rng = np.random.default_rng(validate.seed(seed))
+    coin = rng.random() >= 0.5
+    if not (coin if wide is None else wide):
+        return caption(scene, seed=int(rng.integers(2**31)))
+    order = [int(i) for i in rng.permutation(len(scene.objects))]
+    say_bg = rng.random() < 0.6
+    positions = rng.random() < 0.5 or (not say_bg and scene.note is None)  # the rule: something is always said
+    parts = [_wide_object(scene.objects[i], rng, positions) for i in order]
+    if len(parts) == 1:
+        text = parts[0]
+    else:
+        glue = (" and ", ", ", " with ")[int(rng.integers(3))]
+        text = glue.join(parts) if glue != ", " else join_phrases(parts)
+    if rng.random() < 0.4:
+        text = WIDE_PREFIXES[int(rng.integers(len(WIDE_PREFIXES)))] + text
+    if say_bg:
+        text += " " + WIDE_BACKGROUNDS[int(rng.integers(len(WIDE_BACKGROUNDS)))].format(scene.background)
+    if scene.note is not None:
+        glue = " and a note that says" if rng.random() < 0.5 else ", with a note that says"
+        text += f'{glue} "{scene.note.word}"'
+    if rng.random() < 0.2:
+        text += "."
+    if len(re.findall(r'[a-z0-9]+|[",:.]', text)) > WIDE_CONTEXT:
+        return caption(scene, seed=int(rng.integers(2**31)))
+    return text

@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from ..errors import bad_input, one_of
-from .captions import caption
+from .captions import caption, wide_caption
 from .render import downsample, render_float, to_uint8
 from .scenes import SPLITS, check_config, sample_scene, scene_rng
 from .spec import SIZE, SIZES, WorldConfig
@@ -23,6 +23,20 @@ def scene_and_caption(seed: int, index: int, config: WorldConfig | None = None, 
     """(Scene, caption) of example `index` of stream `seed`: the one definition every loader uses."""
     scene = sample_scene(seed, index, config, split)
     return scene, caption(scene, int(scene_rng(seed, index, stream=1).integers(2**31)))
+
+
+CAPTION_STYLES = ("grammar", "wide")  # captions.caption; captions.wide_caption (issue 24)
+
+
+def restyled_captions(scenes, captions: list[str], style: str, seed: int, start: int) -> list[str]:
+    """The captions a recipe trains on: `captions` as rendered ("grammar"), or each scene re-said by
+    `wide_caption` ("wide") with a seed fixed by (seed, its stream position start + k), so a
+    resumed run sees the same captions."""
+    if style not in CAPTION_STYLES:
+        raise bad_input("captions", one_of(style, CAPTION_STYLES))
+    if style == "grammar":
+        return list(captions)
+    return [wide_caption(sc, int(scene_rng(seed, start + k, stream=2).integers(2**31))) for k, sc in enumerate(scenes)]
 
 
 def world_item(seed: int, index: int, size: int = SIZE, config: WorldConfig | None = None, split: str = "all") -> dict:

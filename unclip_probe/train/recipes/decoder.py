@@ -84,5 +84,6 @@ class DecoderRecipe:
         from unclip_probe.eval.decoder import reconstruction_accuracy
 
         # The text-only decoder has nothing to reconstruct from but the caption.
-        return reconstruction_accuracy(model, self.config, self.clip, n=100, steps=25, guidance=3.0,
-                                       with_caption=self.text_only)
+        res = reconstruction_accuracy(model, self.config, self.clip, n=100, steps=25, guidance=3.0,
+                                      with_caption=self.text_only)
+        return {k: v for k, v in res.items() if not isinstance(v, dict)}  # the trainer logs numbers only

@@ -17,6 +17,7 @@ from ...clip import load_clip, trim_padding
 from ...diffusion import diffusion_loss, schedule_of
 from ...models.configs import PriorConfig
 from ...models.prior import PriorNetConfig, PriorTransformer
+from ...world.dataset import restyled_captions
 from ...world.spec import WorldConfig
 from ..data import BatchRenderer
 from ..trainer import rank_slice
@@ -31,6 +32,7 @@ class PriorRecipe:
     world: WorldConfig = WorldConfig()
     name: str = "prior"
     init_from: str | None = None  # start from these weights (a continued training; see the model card)
+    captions: str = "grammar"  # "wide": world.captions.wide_caption's wider wordings (issue 24)
 
     def __post_init__(self):
         self.clip = load_clip(self.clip_dir)
@@ -40,6 +42,7 @@ class PriorRecipe:
                                   clip_checksum=self.clip.checksum or "")
         self.scale = math.sqrt(D)
         self.schedule = schedule_of(self.config.diffusion)
+        restyled_captions([], [], self.captions, 0, 0)  # a bad style fails here, naming "captions"
         self.renderer = BatchRenderer(self.data_seed, self.batch_size, (64,), self.world, "train", self.workers)
 
     def build_model(self):
@@ -51,7 +54,8 @@ class PriorRecipe:
     @torch.no_grad()
     def batch(self, step: int, rank: int, world_size: int, device):
         sl = rank_slice(self.batch_size, rank, world_size)
-        imgs, caps, _ = self.renderer.get(step, sl.start, sl.stop)
+        imgs, caps, scenes = self.renderer.get(step, sl.start, sl.stop)
+        caps = restyled_captions(scenes, caps, self.captions, self.data_seed, step * self.batch_size + sl.start)
         clip = self.clip.to(device)  # the frozen CLIP runs where the prior trains (a GPU, when there is one)
         z_i = clip.encode_image(torch.from_numpy(imgs[64]).to(device).float() / 255.0) * self.scale  # (B, D)
         z_t, text, mask = clip.encode_text_and_tokens(caps)  # (B, D), (B, L, W), (B, L): one text pass
