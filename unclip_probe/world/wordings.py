@@ -86,16 +86,19 @@ def fill(template: str, scene: Scene) -> str:
     return template.format(**keys)
 
 
-def heldout_prompts(kind: str = "single") -> list[Prompt]:
+def heldout_prompts(kind: str = "single", seed: int = WORDING_SEED) -> list[Prompt]:
     """The held-out wording set for ``kind`` "single" or "pair": per template, PER_TEMPLATE[kind]
-    in-distribution scenes then held-out-pair scenes, each template on scenes of its own."""
+    in-distribution scenes then held-out-pair scenes, each template on scenes of its own. seed:
+    WORDING_SEED is the set every figure is measured on; another draws the same templates on
+    other scenes, for a check on fresh scenes."""
     kind = validate.choice(kind, tuple(TEMPLATES), "kind")
+    validate.seed(seed)
     templates, config = TEMPLATES[kind], SINGLE if kind == "single" else PAIR
     n_in, n_held = PER_TEMPLATE[kind]
     out: list[Prompt] = []
     for t, (name, template) in enumerate(templates.items()):
-        seed = WORDING_SEED + (0 if kind == "single" else 100) + t
+        stream = seed + (0 if kind == "single" else 100) + t
         for split, n, start in (("train", n_in, 0), ("heldout", n_held, 1000)):
-            for scene in sample_scenes(n, seed=seed, config=config, split=split, start=start):
+            for scene in sample_scenes(n, seed=stream, config=config, split=split, start=start):
                 out.append(Prompt(fill(template, scene), scene, name, split == "heldout"))
     return out
