@@ -144,3 +144,13 @@ def test_train_refuses_caption_styles_outside_the_prior():
     from unclip_probe.cli import main
 
     assert main(["train", "decoder", "--captions", "wide", "--steps", "1"]) == 2
+
+
+def test_heldout_prompts_bad_input_names_the_argument():
+    with pytest.raises(ProbeInputError, match="kind"):
+        heldout_prompts("triple")
+    with pytest.raises(ProbeInputError, match="seed"):
+        heldout_prompts("single", seed=-1)
+    fresh = heldout_prompts("single", seed=777_170)
+    assert [p.template for p in fresh] == [p.template for p in heldout_prompts("single")]
+    assert [p.scene for p in fresh] != [p.scene for p in heldout_prompts("single")]
