@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from unclip_probe.backends import load_stack
+from unclip_probe.embed import embed_scenes
 from unclip_probe.probes import sae_ground_truth as gt
 from unclip_probe.sae import SAERecipe, evaluate_sae, load_sae
 from unclip_probe.train import TrainConfig, train
@@ -49,12 +50,9 @@ def main(argv=None) -> dict:
     p.add_argument("--seed", type=int, default=5)
     p.add_argument("--out", default="benchmarks/results/sae_sweep.json")
     args = p.parse_args(argv)
-    sys.path.insert(0, str(Path(__file__).parent))
-    from sae_world import embed
-
     stack = load_stack("world", args.checkpoints, device="cpu")
     scenes = sample_scenes(args.n_val, seed=args.seed)
-    z = embed(stack, scenes).float()
+    z = embed_scenes(stack, scenes)  # (n_val, D)
     rows = []
     for n, k in SETTINGS:
         t = time.perf_counter()

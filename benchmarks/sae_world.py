@@ -25,17 +25,13 @@ import json
 import time
 from pathlib import Path
 
-import torch
 
 from unclip_probe.backends import load_stack
+from unclip_probe.embed import embed_scenes
 from unclip_probe.probes import sae_features
 from unclip_probe.probes import sae_ground_truth as gt
 from unclip_probe.sae import evaluate_sae, load_sae
 from unclip_probe.world import COLORS, SHAPES, render, sample_scenes
-
-
-def embed(stack, scenes, batch: int = 256) -> torch.Tensor:
-    return torch.cat([stack.encode_image([render(s) for s in scenes[i:i + batch]]) for i in range(0, len(scenes), batch)])
 
 
 def steering_summary(table) -> dict:
@@ -62,7 +58,7 @@ def main(argv=None) -> dict:
     stack = load_stack("world", args.folder, device="cpu")
     sae = load_sae(args.sae or Path(args.folder) / "sae")
     scenes = sample_scenes(args.n_eval, seed=args.seed)
-    z = embed(stack, scenes).float()
+    z = embed_scenes(stack, scenes)  # (n_eval, D)
     out: dict = {"command": "python benchmarks/sae_world.py " + " ".join(argv if argv is not None else
                                                                           __import__("sys").argv[1:]),
                  "sae": {"config": {k: getattr(sae.config, k) for k in ("d_in", "n_latents", "k", "aux_k")},

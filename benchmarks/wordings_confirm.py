@@ -15,7 +15,7 @@ from pathlib import Path
 
 from unclip_probe.backends.world.stack import UnCLIP
 from unclip_probe.checkpoints import stack_checksums
-from unclip_probe.eval.pipeline import TEXT_TO_IMAGE_BATCH, text_to_image
+from unclip_probe.eval.pipeline import TEXT_TO_IMAGE_BATCH, prompts_to_image
 from unclip_probe.world.wordings import heldout_prompts
 
 
@@ -31,8 +31,8 @@ def main(argv=None) -> dict:
                  "seed": args.seed, "n": len(ps), "folders": {}}
     for folder in args.folders:
         pipe = UnCLIP.from_pretrained(folder, device="cpu")
-        res = text_to_image(pipe, [q.scene for q in ps], prompts=[q.text for q in ps], groups=[q.template for q in ps],
-                            seed=args.seed, priors=("diffusion",), baselines=False, batch=TEXT_TO_IMAGE_BATCH)
+        res = prompts_to_image(pipe, ps, seed=args.seed, priors=("diffusion",), baselines=False,
+                               batch=TEXT_TO_IMAGE_BATCH)
         out["folders"][folder] = {"prior": stack_checksums(folder)["prior"], **res["diffusion_prior"]}
         r = res["diffusion_prior"]["readings"]
         print(folder, "exact", r["exact"], "any", r["any_match"], "held-out pairs", r["held_out_pairs"])

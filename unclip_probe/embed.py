@@ -31,7 +31,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -81,6 +81,17 @@ def shard_name(i: int) -> str:
 def distributed_rank() -> tuple[int, int]:
     """(rank, world_size) from torchrun's environment (RANK, WORLD_SIZE); (0, 1) outside it."""
     return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def embed_scenes(stack, scenes: Sequence, batch_size: int = 256) -> Tensor:
+    """Image embeddings (N, D), float32 on the CPU, of world scenes rendered at WORLD_PX, encoded
+    `batch_size` at a time and kept in memory (no shards: for the evaluation sets of a script)."""
+    from unclip_probe.world import render
+
+    batch_size = validate.count(batch_size, "batch_size")
+    with torch.no_grad():
+        return torch.cat([stack.encode_image([render(s, size=WORLD_PX) for s in scenes[i:i + batch_size]]).float().cpu()
+                          for i in range(0, len(scenes), batch_size)])
 
 
 # ----------------------------------------------------------------------------- sources

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 import unclip_probe as up
+from unclip_probe.embed import embed_scenes
 from unclip_probe.probes import sae_ground_truth as gt
 from unclip_probe.sae import evaluate_sae, load_sae
-from unclip_probe.world import render, sample_scenes
+from unclip_probe.world import sample_scenes
 
 pytestmark = pytest.mark.integration
 WORLD = Path(__file__).resolve().parents[2] / "checkpoints" / "world"
@@ -23,8 +23,7 @@ def scored():
     stack = up.load_stack("world", WORLD, device="cpu")
     sae = load_sae(WORLD / "sae")
     scenes = sample_scenes(1000, seed=21)
-    with torch.no_grad():
-        z = stack.encode_image([render(s) for s in scenes]).float()
+    z = embed_scenes(stack, scenes)  # (1000, D)
     return stack, sae, z, scenes, *gt.sae_scores(sae, z, scenes)
 
 

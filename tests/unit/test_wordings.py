@@ -1,11 +1,12 @@
 """The held-out wordings (issue 24) and the two oracle readings every text -> image row reports."""
 import pytest
+import torch
 
 from unclip_probe import world
 from unclip_probe.clip.tokenizer import WorldTokenizer
 from unclip_probe.errors import ProbeInputError
-from unclip_probe.eval.pipeline import readings, shows_held_out_pair, text_to_image
-from unclip_probe.world import Obj, Scene, caption
+from unclip_probe.eval.pipeline import prompts_to_image, readings, text_to_image
+from unclip_probe.world import Obj, Scene, caption, shows_held_out_pair
 from unclip_probe.world.wordings import PER_TEMPLATE, TEMPLATES, fill, heldout_prompts
 
 pytestmark = pytest.mark.unit
@@ -22,8 +23,8 @@ def test_the_set_is_fixed_and_balanced(kind):
     assert len(ps) == len(TEMPLATES[kind]) * (n_in + n_held)
     for name in TEMPLATES[kind]:
         mine = [p for p in ps if p.template == name]
-        assert sum(p.held_out_pair for p in mine) == n_held and len(mine) == n_in + n_held
-    assert all(p.held_out_pair == shows_held_out_pair(p.scene) for p in ps)
+        # in-distribution scenes first, never a held-out pair; then held-out-pair scenes, each showing one
+        assert [shows_held_out_pair(p.scene) for p in mine] == [False] * n_in + [True] * n_held
     assert all(len(p.scene.objects) == (1 if kind == "single" else 2) for p in ps)
 
 
@@ -78,8 +79,8 @@ def test_text_to_image_reads_typed_prompts_against_their_scenes():
 
     class Stack:
         class clip:
-            encode_image = staticmethod(lambda ims: __import__("torch").eye(len(ims), 4))
-            encode_text = staticmethod(lambda ts: __import__("torch").eye(len(ts), 4))
+            encode_image = staticmethod(lambda ims: torch.eye(len(ims), 4))
+            encode_text = staticmethod(lambda ts: torch.eye(len(ts), 4))
 
         seen: list = []
 
@@ -91,9 +92,9 @@ def test_text_to_image_reads_typed_prompts_against_their_scenes():
             return [world.render(ps[i].scene) for i in range(len(z))]
 
     stack = Stack()
-    res = text_to_image(stack, [p.scene for p in ps], prompts=[p.text for p in ps], groups=[p.template for p in ps],
-                        seed=0, batch=3, priors=("diffusion",))
+    res = prompts_to_image(stack, ps, seed=0, batch=3, priors=("diffusion",))
     assert stack.seen == [p.text for p in ps]
+    assert res["diffusion_prior"]["readings"]["by_group"] == {ps[0].template: {"n": 3, "exact": 1.0, "any_match": 1.0}}
     assert res["diffusion_prior"]["readings"]["exact"] == 1.0 and res["diffusion_prior"]["objects_right"] == 1.0
     with pytest.raises(ProbeInputError, match="prompts"):
         text_to_image(stack, [p.scene for p in ps], prompts=["a red circle"], seed=0)

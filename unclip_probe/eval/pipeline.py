@@ -37,8 +37,8 @@ from unclip_probe.eval.common import (FIGURE_SEED, INTERPOLATION_SEED, PAIR_SEED
                                       SINGLES as SINGLE, TEXT_DIFF_SEED, VARIATION_SEED)
 from unclip_probe.manipulations import interpolate, text_diff, variations
 from unclip_probe.errors import bad_input
-from unclip_probe.world import Scene, WorldConfig, caption, detect, render, sample_scenes
-from unclip_probe.world.wordings import WORDING_SEED
+from unclip_probe.world import Scene, caption, detect, render, sample_scenes, shows_held_out_pair
+from unclip_probe.world.wordings import PER_TEMPLATE, WORDING_SEED, Prompt, heldout_prompts
 
 # The text -> image rows' scenes and noise. The batch is part of the seeding (chunk k of a batch
 # draws from seed + its start), so a sweep that repeats a row must use the same seeds and batch.
@@ -53,15 +53,12 @@ def drawn(wanted: Sequence, reading: Scene, exact_count: bool) -> bool:
     return not (want - got) and (not exact_count or len(reading.objects) == len(wanted))
 
 
-def shows_held_out_pair(scene: Scene, config: WorldConfig | None = None) -> bool:
-    """Whether a scene shows a (shape, colour) pair that no training scene shows (WorldConfig.holdout)."""
-    held = set((config or WorldConfig()).holdout)
-    return any((o.shape, o.color) in held for o in scene.objects)
-
-
-def _shares(exact: list[bool], any_match: list[bool]) -> dict:
-    return {"n": len(exact), "exact": round(float(np.mean(exact)), 4) if exact else None,
-            "any_match": round(float(np.mean(any_match)), 4) if exact else None}
+def _shares(exact: list[bool], any_match: list[bool], keep: Sequence[bool]) -> dict:
+    """n, exact and any_match over the scenes where `keep` is true (None where there are none)."""
+    e = [x for x, k in zip(exact, keep) if k]
+    a = [x for x, k in zip(any_match, keep) if k]
+    return {"n": len(e), "exact": round(float(np.mean(e)), 4) if e else None,
+            "any_match": round(float(np.mean(a)), 4) if e else None}
 
 
 def readings(scenes: Sequence[Scene], reads: Sequence[Scene], groups: Sequence[str] | None = None) -> dict:
@@ -77,12 +74,11 @@ def readings(scenes: Sequence[Scene], reads: Sequence[Scene], groups: Sequence[s
     exact = [drawn(s.objects, r, exact_count=True) for s, r in zip(scenes, reads)]
     any_match = [drawn(s.objects, r, exact_count=False) for s, r in zip(scenes, reads)]
     held = [shows_held_out_pair(s) for s in scenes]
-    out = {**_shares(exact, any_match),
-           "in_distribution": _shares([e for e, h in zip(exact, held) if not h], [a for a, h in zip(any_match, held) if not h]),
-           "held_out_pairs": _shares([e for e, h in zip(exact, held) if h], [a for a, h in zip(any_match, held) if h])}
+    out = {**_shares(exact, any_match, [True] * len(exact)),
+           "in_distribution": _shares(exact, any_match, [not h for h in held]),
+           "held_out_pairs": _shares(exact, any_match, held)}
     if groups is not None:
-        out["by_group"] = {g: _shares([e for e, k in zip(exact, groups) if k == g], [a for a, k in zip(any_match, groups) if k == g])
-                           for g in dict.fromkeys(groups)}
+        out["by_group"] = {g: _shares(exact, any_match, [k == g for k in groups]) for g in dict.fromkeys(groups)}
     return out
 
 
@@ -123,6 +119,13 @@ def text_to_image(pipe, scenes: list[Scene], *, seed: int, batch: int = 50, prio
         out[name] = {"objects_right": read["exact" if exact_count else "any_match"], "readings": read,
                      "cosine_to_true_image_embedding": round(float(np.mean(cos[name])), 4)}
     return out
+
+
+def prompts_to_image(pipe, prompts: Sequence[Prompt], **kw) -> dict:
+    """``text_to_image`` on held-out wording prompts (world/wordings.py): each typed as written,
+    read against its own scene, grouped by template (``by_group``)."""
+    return text_to_image(pipe, [p.scene for p in prompts], prompts=[p.text for p in prompts],
+                         groups=[p.template for p in prompts], **kw)
 
 
 def manipulation_scenes(m: int) -> dict[str, list]:
@@ -219,13 +222,10 @@ def quick_checks(pipe, parts: Sequence[str] = QUICK_CHECKS) -> dict:
         out["text_to_image"] = text_to_image(pipe, sample_scenes(24, seed=4321, config=SINGLE), seed=0, batch=24,
                                              priors=("diffusion",), steps=20, upsample=False)["diffusion_prior"]
     if "wordings" in parts:  # the first two in-distribution prompts of each held-out single-object template
-        from unclip_probe.world.wordings import PER_TEMPLATE, heldout_prompts
-
         per = sum(PER_TEMPLATE["single"])
         ps = [p for k, p in enumerate(heldout_prompts("single")) if k % per < 2]
-        out["wordings"] = text_to_image(pipe, [p.scene for p in ps], prompts=[p.text for p in ps], seed=0, batch=24,
-                                        priors=("diffusion",), baselines=False, steps=20,
-                                        upsample=False)["diffusion_prior"]
+        out["wordings"] = prompts_to_image(pipe, ps, seed=0, batch=24, priors=("diffusion",), baselines=False,
+                                           steps=20, upsample=False)["diffusion_prior"]
     if "variations" in parts:
         out["variations"] = variations_kept(pipe, sample_scenes(8, seed=4242, config=PAIR), n=2)
     if "text_diff" in parts:
@@ -298,14 +298,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
                                                      priors=priors, exact_count=exact, batch=TEXT_TO_IMAGE_BATCH)
         out["seconds"][f"text_to_image_{name}"] = round(time.perf_counter() - t, 1)
     if args.wordings:  # issue 24: the held-out wordings (world/wordings.py), scored the same way
-        from unclip_probe.world.wordings import heldout_prompts
-
         for kind in ("single", "pair"):
             t = time.perf_counter()
-            ps = heldout_prompts(kind)
-            out[f"text_to_image_wordings_{kind}"] = text_to_image(
-                pipe, [p.scene for p in ps], prompts=[p.text for p in ps], groups=[p.template for p in ps],
-                seed=WORDING_SEED, priors=priors, exact_count=kind == "pair", batch=TEXT_TO_IMAGE_BATCH)
+            out[f"text_to_image_wordings_{kind}"] = prompts_to_image(
+                pipe, heldout_prompts(kind), seed=WORDING_SEED, priors=priors, exact_count=kind == "pair",
+                batch=TEXT_TO_IMAGE_BATCH)
             out["seconds"][f"text_to_image_wordings_{kind}"] = round(time.perf_counter() - t, 1)
     if args.n_manip == 0:  # text -> image only
         print(json.dumps(out, indent=2))

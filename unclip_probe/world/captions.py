@@ -24,13 +24,29 @@ POSITION_PHRASES = {
 RELATION_PHRASES = {"left of": "to the left of", "right of": "to the right of", "above": "above", "below": "below"}
 COUNT_WORDS = {1: "one", 2: "two", 3: "three"}
 TEMPLATES = ("list", "positions", "relation", "count", "picture")
+# Tokens a caption may take in the world CLIP's text tower, sot and eot included (the longest
+# `caption` is 40); train/recipes/clip.py builds the tower with this context.
+CONTEXT = 48
+
+
+def article(word: str) -> str:
+    """'an' before a vowel, else 'a': the indefinite article every caption and prompt template uses."""
+    return "an" if word[0] in "aeiou" else "a"
+
+
+def _note_phrase(scene: Scene, rng: np.random.Generator) -> str:
+    """' and a note that says "w"' or ', with a note that says "w"' (one draw); '' without a note."""
+    if scene.note is None:
+        return ""
+    glue = " and a note that says" if rng.random() < 0.5 else ", with a note that says"
+    return f'{glue} "{scene.note.word}"'
 
 
 def object_phrase(obj: Obj, rng: np.random.Generator | None = None, *, size: bool | None = None, position: bool = False) -> str:
     """'a [size] colour shape [position]' for one object."""
     with_size = size if size is not None else (rng is None or rng.random() < 0.75)
     words = ([obj.size] if with_size else []) + [obj.color, obj.shape]
-    words.insert(0, "an" if words[0][0] in "aeiou" else "a")
+    words.insert(0, article(words[0]))
     if position:
         words.append(POSITION_PHRASES[obj.position])
     return " ".join(words)
@@ -73,10 +89,7 @@ def caption(scene: Scene, seed: int = 0, template: str | None = None) -> str:
         text = join_phrases([object_phrase(o, rng) for o in objs])
     if rng.random() < 0.5:
         text += f" on a {scene.background} background"
-    if scene.note is not None:
-        glue = " and a note that says" if rng.random() < 0.5 else ", with a note that says"
-        text += f'{glue} "{scene.note.word}"'
-    return text
+    return text + _note_phrase(scene, rng)
 
 
 def vocabulary() -> list[str]:
@@ -109,7 +122,7 @@ assert all(p.split()[-1] in vocabulary() for p in POSITIONS)
 # "on the ... background", which `wide_caption` never writes), so no training caption is one of them.
 WIDE_PREFIXES = ("a picture with ", "a photo with ", "there is ", "a picture of ")
 WIDE_BACKGROUNDS = ("on a {} background", "with a {} background")
-WIDE_CONTEXT = 48 - 2  # the world CLIP's context (train/recipes/clip.py CONTEXT) less sot and eot
+WIDE_CONTEXT = CONTEXT - 2  # words and marks a wide caption may hold: the context less sot and eot
 
 
 def _wide_object(obj: Obj, rng: np.random.Generator, position: bool) -> str:
@@ -122,7 +135,7 @@ def _wide_object(obj: Obj, rng: np.random.Generator, position: bool) -> str:
     else:
         words = size + [obj.color, obj.shape]
     if form in (0, 3):
-        words.insert(0, "an" if words[0][0] in "aeiou" else "a")
+        words.insert(0, article(words[0]))
     elif form == 1:
         words.insert(0, "the")
     text = " ".join(words)
@@ -156,9 +169,7 @@ def wide_caption(scene: Scene, seed: int = 0, wide: bool | None = None) -> str:
         text = WIDE_PREFIXES[int(rng.integers(len(WIDE_PREFIXES)))] + text
     if say_bg:
         text += " " + WIDE_BACKGROUNDS[int(rng.integers(len(WIDE_BACKGROUNDS)))].format(scene.background)
-    if scene.note is not None:
-        glue = " and a note that says" if rng.random() < 0.5 else ", with a note that says"
-        text += f'{glue} "{scene.note.word}"'
+    text += _note_phrase(scene, rng)
     if rng.random() < 0.2:
         text += "."
     if len(re.findall(r'[a-z0-9]+|[",:.]', text)) > WIDE_CONTEXT:

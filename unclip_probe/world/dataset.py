@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from .. import validate
 from ..errors import bad_input, one_of
 from .captions import caption, wide_caption
 from .render import downsample, render_float, to_uint8
@@ -32,9 +33,7 @@ def restyled_captions(scenes, captions: list[str], style: str, seed: int, start:
     """The captions a recipe trains on: `captions` as rendered ("grammar"), or each scene re-said by
     `wide_caption` ("wide") with a seed fixed by (seed, its stream position start + k), so a
     resumed run sees the same captions."""
-    if style not in CAPTION_STYLES:
-        raise bad_input("captions", one_of(style, CAPTION_STYLES))
-    if style == "grammar":
+    if validate.choice(style, CAPTION_STYLES, "captions") == "grammar":
         return list(captions)
     return [wide_caption(sc, int(scene_rng(seed, start + k, stream=2).integers(2**31))) for k, sc in enumerate(scenes)]
 

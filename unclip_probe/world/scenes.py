@@ -110,6 +110,12 @@ def sample_scenes(n: int, seed: int = 0, config: WorldConfig | None = None, spli
     return [sample_scene(seed, start + i, cfg, split) for i in range(int(n))]
 
 
+def shows_held_out_pair(scene: Scene, config: WorldConfig | None = None) -> bool:
+    """Whether `scene` shows a (shape, colour) pair that no `split="train"` scene shows (config.holdout)."""
+    held = set((config or WorldConfig()).holdout)
+    return any((o.shape, o.color) in held for o in scene.objects)
+
+
 def relations(scene: Scene) -> list[tuple[int, str, int]]:
     """Every true (i, relation, j) among the scene's objects, from their grid cells."""
     out = []

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import validate
+from .captions import article
 from .scenes import sample_scenes
 from .spec import Scene, WorldConfig
 
@@ -65,12 +66,7 @@ class Prompt:
 
     text: str
     scene: Scene
-    template: str
-    held_out_pair: bool  # the scene shows a held-out (shape, colour) pair
-
-
-def _article(word: str) -> str:
-    return "an" if word[0] in "aeiou" else "a"
+    template: str  # its name in SINGLE_TEMPLATES / PAIR_TEMPLATES
 
 
 def fill(template: str, scene: Scene) -> str:
@@ -82,7 +78,7 @@ def fill(template: str, scene: Scene) -> str:
     for tag in ("{a}", "{a1}", "{a2}"):  # each article agrees with the word after it
         while tag in template:
             after = template.split(tag, 1)[1].split()[0]
-            template = template.replace(tag, _article(after.format(**keys)), 1)
+            template = template.replace(tag, article(after.format(**keys)), 1)
     return template.format(**keys)
 
 
@@ -100,5 +96,5 @@ def heldout_prompts(kind: str = "single", seed: int = WORDING_SEED) -> list[Prom
         stream = seed + (0 if kind == "single" else 100) + t
         for split, n, start in (("train", n_in, 0), ("heldout", n_held, 1000)):
             for scene in sample_scenes(n, seed=stream, config=config, split=split, start=start):
-                out.append(Prompt(fill(template, scene), scene, name, split == "heldout"))
+                out.append(Prompt(fill(template, scene), scene, name))
     return out

@@ -14,12 +14,11 @@ import torch.nn.functional as F
 
 from ...clip import ClipConfig, build_clip_model
 from unclip_probe.clip.tokenizer import WorldTokenizer
-from ...world.captions import vocabulary
+from ...world.captions import CONTEXT, vocabulary  # CONTEXT: the caption grammar's longest, with room
 from ...world.spec import WorldConfig
 from ..data import BatchRenderer
 from ..trainer import rank_slice
 
-CONTEXT = 48  # the longest caption is 40 tokens with sot/eot
 
 
 def world_clip_config(width: int = 192, layers: int = 6, text_width: int = 128, text_layers: int = 4,

@@ -17,7 +17,8 @@ from ...clip import load_clip, trim_padding
 from ...diffusion import diffusion_loss, schedule_of
 from ...models.configs import PriorConfig
 from ...models.prior import PriorNetConfig, PriorTransformer
-from ...world.dataset import restyled_captions
+from ... import validate
+from ...world.dataset import CAPTION_STYLES, restyled_captions
 from ...world.spec import WorldConfig
 from ..data import BatchRenderer
 from ..trainer import rank_slice
@@ -42,7 +43,7 @@ class PriorRecipe:
                                   clip_checksum=self.clip.checksum or "")
         self.scale = math.sqrt(D)
         self.schedule = schedule_of(self.config.diffusion)
-        restyled_captions([], [], self.captions, 0, 0)  # a bad style fails here, naming "captions"
+        self.captions = validate.choice(self.captions, CAPTION_STYLES, "captions")  # before any rendering
         self.renderer = BatchRenderer(self.data_seed, self.batch_size, (64,), self.world, "train", self.workers)
 
     def build_model(self):
