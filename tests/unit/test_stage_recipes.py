@@ -51,6 +51,25 @@ def test_decoder_batches_carry_clip_conditioning():
     assert text.shape[0] == 4 and mask.any(1).all()
 
 
+def test_decoder_trains_its_caption_path_on_wide_captions_when_asked():
+    """--captions wide (issue 24): the text tokens of a batch are those of the scenes' wide captions,
+    the same for a resumed run, and the image side is untouched."""
+    from unclip_probe.world.dataset import restyled_captions
+
+    grammar = DecoderRecipe(clip_dir=str(WORLD), batch_size=4, workers=1, data_seed=5)
+    wide = DecoderRecipe(clip_dir=str(WORLD), batch_size=4, workers=1, data_seed=5, captions="wide")
+    x0, z, text, mask = grammar.batch(3, 0, 1, "cpu")
+    wx0, wz, wtext, wmask = wide.batch(3, 0, 1, "cpu")
+    assert torch.equal(x0, wx0) and torch.allclose(z, wz)
+    _, caps, scenes = wide.renderer.get(3, 0, 4)
+    said = restyled_captions(scenes, caps, "wide", 5, 12)
+    assert said != caps  # at seed 5, step 3 some caption is re-said
+    want, want_mask = wide.clip.encode_text_tokens(said)
+    assert torch.equal(wmask, want_mask) and torch.allclose(wtext, want)
+    with pytest.raises(ProbeInputError, match="captions"):
+        DecoderRecipe(clip_dir=str(WORLD), batch_size=2, workers=1, captions="fancy")
+
+
 def test_text_only_decoder_has_no_image_embedding_input():
     recipe = DecoderRecipe(clip_dir=str(WORLD), batch_size=2, workers=1, text_only=True)
     assert recipe.name == "decoder_text" and recipe.config.unet.clip_dim == 0

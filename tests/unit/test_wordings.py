@@ -141,10 +141,12 @@ def test_restyled_captions_are_fixed_by_stream_position():
         restyled_captions(scenes, base, "fancy", 3, 0)
 
 
-def test_train_refuses_caption_styles_outside_the_prior():
+def test_train_refuses_caption_styles_outside_the_caption_stages(capsys):
     from unclip_probe.cli import main
 
-    assert main(["train", "decoder", "--captions", "wide", "--steps", "1"]) == 2
+    for stage in ("upsampler", "ar-prior"):
+        assert main(["train", stage, "--captions", "wide", "--steps", "1"]) == 2
+        assert "--captions" in capsys.readouterr().err
 
 
 def test_heldout_prompts_bad_input_names_the_argument():

@@ -20,7 +20,8 @@ def _decoder_recipe(args, text_only: bool = False):
     from .recipes.decoder import DecoderRecipe
 
     return DecoderRecipe(clip_dir=args.clip, batch_size=args.batch_size, data_seed=args.data_seed,
-                         text_only=text_only, workers=args.workers, init_from=args.init_from)
+                         text_only=text_only, workers=args.workers, init_from=args.init_from,
+                         captions=args.captions)
 
 
 def _upsampler_recipe(args):
@@ -76,6 +77,7 @@ STAGES = {
 
 
 CLIP_STAGES = ("decoder", "decoder-text", "prior", "ar-prior")  # the stages that read --clip
+CAPTION_STAGES = ("prior", "decoder", "decoder-text")  # the stages whose recipes take --captions (issue 24)
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -96,9 +98,9 @@ def _check_args(args: argparse.Namespace) -> None:
     validate.fraction(args.note_prob, "--note-prob"), validate.fraction(args.hard_negatives, "--hard-negatives")
     if args.init_from is not None:
         validate.input_file(args.init_from, "--init-from")
-    if args.captions != "grammar" and args.stage != "prior":
-        raise ProbeInputError(f"--captions: only the prior stage trains on other caption styles so far, got "
-                              f"--captions {args.captions!r} for the {args.stage} stage")
+    if args.captions != "grammar" and args.stage not in CAPTION_STAGES:
+        raise ProbeInputError(f"--captions: only the {' and '.join(CAPTION_STAGES)} stages train on other caption "
+                              f"styles so far, got --captions {args.captions!r} for the {args.stage} stage")
     if args.stage in CLIP_STAGES:
         validate.input_folder(args.clip, "--clip", files=("clip.json", "clip.safetensors"))
     if args.stage == "sae":
@@ -174,7 +176,7 @@ def add_train_parser(sub) -> None:
                    help="sae: training samples without firing after which a latent is dead, for AuxK (default: "
                         "SAEConfig's)")
     t.add_argument("--init-from", default=None, help="weights (.safetensors) to start from instead of random")
-    t.add_argument("--captions", default="grammar", help="prior: 'grammar' (world.captions.caption) or 'wide' "
+    t.add_argument("--captions", default="grammar", help="prior, decoder: 'grammar' (world.captions.caption) or 'wide' "
                    "(wide_caption: wider wordings, never the held-out ones of world/wordings.py; issue 24)")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=_cmd_train)

@@ -18,6 +18,8 @@ from ...models.configs import DecoderConfig
 from ...checkpoints import init_from_file
 from ...imaging import uint8_to_signed
 from ...models.unet import UNet
+from ... import validate
+from ...world.dataset import CAPTION_STYLES, restyled_captions
 from ...world.spec import WorldConfig
 from ..data import BatchRenderer
 from ..trainer import rank_slice
@@ -32,9 +34,13 @@ class DecoderRecipe:
     workers: int | None = None
     world: WorldConfig = WorldConfig()
     init_from: str | None = None  # start from these weights (a continued training; see the model card)
+    # "wide": world.captions.wide_caption's wider wordings (issue 24), so the decoder's caption path
+    # (paper §2.1: the projected text tokens it attends to) sees more than the grammar's sentences.
+    captions: str = "grammar"
 
     def __post_init__(self):
         self.name = "decoder_text" if self.text_only else "decoder"
+        self.captions = validate.choice(self.captions, CAPTION_STYLES, "captions")  # before any rendering
         self.clip = load_clip(self.clip_dir)
         cfg = DecoderConfig(clip_checksum=self.clip.checksum or "")
         if self.text_only:
@@ -58,7 +64,8 @@ class DecoderRecipe:
 
     def batch(self, step: int, rank: int, world_size: int, device):
         sl = rank_slice(self.batch_size, rank, world_size)
-        imgs, caps, _ = self.renderer.get(step, sl.start, sl.stop)
+        imgs, caps, scenes = self.renderer.get(step, sl.start, sl.stop)
+        caps = restyled_captions(scenes, caps, self.captions, self.data_seed, step * self.batch_size + sl.start)
         x0 = uint8_to_signed(imgs[32]).to(device)  # (B, 3, 32, 32) in [-1, 1]
         z, text, mask = self._condition(torch.from_numpy(imgs[64]), caps, device)
         return x0, z, text, mask
