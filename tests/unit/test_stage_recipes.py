@@ -8,6 +8,8 @@ import torch
 
 from unclip_probe.errors import ProbeInputError
 from unclip_probe.backends.world.stages import load_decoder, load_upsampler
+from unclip_probe.checkpoints import load_config
+from unclip_probe.models.ar_prior import ARPriorConfig
 from unclip_probe.train.recipes.decoder import DecoderRecipe
 from unclip_probe.train.recipes.upsampler import UpsamplerRecipe, blur3
 from unclip_probe.train.trainer import TrainConfig, train
@@ -91,3 +93,21 @@ def test_blur_keeps_flat_images_and_softens_edges():
     edge[..., 4:] = 1
     b = blur3(edge, 0.6)
     assert 0 < b[0, 0, 0, 3] < 0.5 < b[0, 0, 0, 4] < 1
+
+
+def test_ar_prior_continues_from_its_checkpoint_codebook_and_all(tmp_path):
+    """A continued AR prior keeps the shipped codebook (a refit would give the codes other meanings)
+    and its config, trains on wide captions when asked, and names init_from when its config is missing."""
+    from unclip_probe.checkpoints import load_weights
+    from unclip_probe.train.recipes.ar_prior import ARPriorRecipe
+
+    shipped = WORLD / "ar_prior.safetensors"
+    recipe = ARPriorRecipe(clip_dir=str(WORLD), batch_size=2, workers=1, init_from=str(shipped), captions="wide")
+    assert recipe.config == load_config(ARPriorConfig, WORLD / "ar_prior.json")
+    state, want = recipe.build_model().state_dict(), load_weights(shipped)
+    assert state.keys() == want.keys() and all(torch.equal(state[k], want[k]) for k in want)
+    codes, dot, z_t, text, mask = recipe.batch(0, 0, 1, "cpu")
+    assert codes.shape == (2, recipe.config.components) and int(codes.max()) < recipe.config.buckets
+    (tmp_path / "ar_prior.safetensors").write_bytes(shipped.read_bytes())
+    with pytest.raises(ProbeInputError, match="init_from.*ar_prior.json"):
+        ARPriorRecipe(clip_dir=str(WORLD), batch_size=2, workers=1, init_from=str(tmp_path / "ar_prior.safetensors"))

@@ -144,7 +144,7 @@ def test_restyled_captions_are_fixed_by_stream_position():
 def test_train_refuses_caption_styles_outside_the_caption_stages(capsys):
     from unclip_probe.cli import main
 
-    for stage in ("upsampler", "ar-prior"):
+    for stage in ("upsampler", "clip"):
         assert main(["train", stage, "--captions", "wide", "--steps", "1"]) == 2
         assert "--captions" in capsys.readouterr().err
 

@@ -41,7 +41,8 @@ def _prior_recipe(args):
 def _ar_prior_recipe(args):
     from .recipes.ar_prior import ARPriorRecipe
 
-    return ARPriorRecipe(clip_dir=args.clip, batch_size=args.batch_size, data_seed=args.data_seed, workers=args.workers)
+    return ARPriorRecipe(clip_dir=args.clip, batch_size=args.batch_size, data_seed=args.data_seed, workers=args.workers,
+                         init_from=args.init_from, captions=args.captions)
 
 
 def _sae_recipe(args):
@@ -77,7 +78,7 @@ STAGES = {
 
 
 CLIP_STAGES = ("decoder", "decoder-text", "prior", "ar-prior")  # the stages that read --clip
-CAPTION_STAGES = ("prior", "decoder", "decoder-text")  # the stages whose recipes take --captions (issue 24)
+CAPTION_STAGES = ("prior", "ar-prior", "decoder", "decoder-text")  # the stages whose recipes take --captions (issue 24)
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -176,7 +177,7 @@ def add_train_parser(sub) -> None:
                    help="sae: training samples without firing after which a latent is dead, for AuxK (default: "
                         "SAEConfig's)")
     t.add_argument("--init-from", default=None, help="weights (.safetensors) to start from instead of random")
-    t.add_argument("--captions", default="grammar", help="prior, decoder: 'grammar' (world.captions.caption) or 'wide' "
+    t.add_argument("--captions", default="grammar", help="prior, ar-prior, decoder: 'grammar' (world.captions.caption) or 'wide' "
                    "(wide_caption: wider wordings, never the held-out ones of world/wordings.py; issue 24)")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=_cmd_train)

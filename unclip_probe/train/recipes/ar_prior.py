@@ -7,12 +7,17 @@ variance (the paper keeps 319 of 1,024); each is quantised into K buckets.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from ... import validate
+from ...checkpoints import init_from_file, load_config
 from ...clip import load_clip, trim_padding
+from ...errors import ProbeInputError
 from ...models.ar_prior import ARPrior, ARPriorConfig
+from ...world.dataset import CAPTION_STYLES, restyled_captions
 from ...world.spec import WorldConfig
 from ..data import BatchRenderer
 from ..trainer import rank_slice
@@ -32,9 +37,33 @@ class ARPriorRecipe:
     workers: int | None = None
     world: WorldConfig = WorldConfig()
     name: str = "ar_prior"
+    init_from: str | None = None  # start from these weights and their codebook (a continued training)
+    captions: str = "grammar"  # "wide": world.captions.wide_caption's wider wordings (issue 24)
 
     def __post_init__(self):
         self.clip = load_clip(self.clip_dir)
+        self.captions = validate.choice(self.captions, CAPTION_STYLES, "captions")  # before any rendering
+        self.renderer = BatchRenderer(self.data_seed, self.batch_size, (64,), self.world, "train", self.workers)
+        if self.init_from:
+            self._continue_from(Path(self.init_from))
+        else:
+            self._fit()
+
+    def _continue_from(self, path: Path) -> None:
+        """The checkpoint's config (its components and buckets) and all its tensors, codebook included."""
+        cfg_path = path.with_suffix(".json")
+        if not cfg_path.is_file():
+            raise ProbeInputError(f"init_from: an AR prior continues from its weights and the config beside them "
+                                  f"({cfg_path.name}), which is missing next to {str(path)!r}")
+        cfg = load_config(ARPriorConfig, cfg_path)
+        if cfg.clip_checksum and cfg.clip_checksum != (self.clip.checksum or ""):
+            raise ProbeInputError(f"init_from: {str(path)!r} was trained against CLIP {cfg.clip_checksum}, not the "
+                                  f"--clip given ({self.clip.checksum})")
+        self.config = cfg
+        self._fitted = init_from_file(ARPrior(cfg), path)
+
+    def _fit(self) -> None:
+        """PCA and buckets fitted on `fit_scenes` training scenes (the module docstring)."""
         D = self.clip.embed_dim
         fit = BatchRenderer(self.data_seed + 1000, self.fit_scenes, (64,), self.world, "train", 1)
         imgs, caps, _ = fit.get(0, 0, self.fit_scenes)
@@ -50,7 +79,6 @@ class ARPriorRecipe:
         self._fitted = ARPrior(cfg)
         ev = self._fitted.fit_codebook(z_i, z_t)
         self.config = replace(cfg, explained_variance=round(ev, 5))
-        self.renderer = BatchRenderer(self.data_seed, self.batch_size, (64,), self.world, "train", self.workers)
 
     def build_model(self):
         model = ARPrior(self.config)
@@ -63,7 +91,8 @@ class ARPriorRecipe:
     @torch.no_grad()
     def batch(self, step: int, rank: int, world_size: int, device):
         sl = rank_slice(self.batch_size, rank, world_size)
-        imgs, caps, _ = self.renderer.get(step, sl.start, sl.stop)
+        imgs, caps, scenes = self.renderer.get(step, sl.start, sl.stop)
+        caps = restyled_captions(scenes, caps, self.captions, self.data_seed, step * self.batch_size + sl.start)
         clip, fitted = self.clip.to(device), self._fitted.to(device)  # frozen; they run where the prior trains
         z_i = clip.encode_image(torch.from_numpy(imgs[64]).to(device).float() / 255.0)
         z_t, text, mask = clip.encode_text_and_tokens(caps)  # one text pass
