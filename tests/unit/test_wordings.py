@@ -5,7 +5,7 @@ import torch
 from unclip_probe import world
 from unclip_probe.clip.tokenizer import WorldTokenizer
 from unclip_probe.errors import ProbeInputError
-from unclip_probe.eval.pipeline import prompts_to_image, readings, text_to_image
+from unclip_probe.eval.pipeline import PAIR_OUTCOMES, pair_outcome, pair_outcomes, prompts_to_image, readings, text_to_image
 from unclip_probe.world import Obj, Scene, caption, shows_held_out_pair
 from unclip_probe.world.wordings import PER_TEMPLATE, TEMPLATES, fill, heldout_prompts
 
@@ -73,6 +73,25 @@ def test_readings_exact_and_any_match_split_by_held_out_pairs():
     assert readings(wanted[:1], reads[:1])["held_out_pairs"] == {"n": 0, "exact": None, "any_match": None}
 
 
+def test_pair_outcomes_say_why_a_pair_is_not_exact():
+    red_circle, blue_square = Obj("circle", "red", "small", "left"), Obj("square", "blue", "large", "right")
+    pair = Scene((red_circle, blue_square), "gray")
+    def read(*objs):
+        return Scene(tuple(Obj(s, c, "small", "center") for s, c in objs), "dark")  # size, place, background unscored
+    cases = {"exact": read(("square", "blue"), ("circle", "red")),
+             "count": read(("circle", "red")),
+             "swapped": read(("circle", "blue"), ("square", "red")),
+             "shapes": read(("circle", "red"), ("star", "blue")),
+             "colours": read(("circle", "red"), ("square", "green")),
+             "shapes_and_colours": read(("star", "green"), ("circle", "red"))}
+    assert {k: pair_outcome(pair, r) for k, r in cases.items()} == {k: k for k in cases}
+    assert pair_outcome(pair, read(("circle", "red"), ("square", "blue"), ("star", "green"))) == "count"
+    shares = pair_outcomes([pair] * 7, list(cases.values()) + [cases["exact"]])
+    assert tuple(shares) == PAIR_OUTCOMES and shares["exact"] == round(2 / 7, 4) and abs(sum(shares.values()) - 1) < 1e-3
+    with pytest.raises(ProbeInputError, match="scene"):
+        pair_outcome(Scene((red_circle,), "gray"), cases["count"])
+
+
 def test_text_to_image_reads_typed_prompts_against_their_scenes():
     """With prompts=, what is typed is what the prior reads, and the readings compare with the scenes."""
     ps = heldout_prompts("single")[:3]
@@ -89,15 +108,22 @@ def test_text_to_image_reads_typed_prompts_against_their_scenes():
             return self.clip.encode_text(prompts)
 
         def decode(self, z, prompts=None, **kw):
-            return [world.render(ps[i].scene) for i in range(len(z))]
+            return [world.render(self.scenes[i]) for i in range(len(z))]
 
     stack = Stack()
+    stack.scenes = [p.scene for p in ps]
     res = prompts_to_image(stack, ps, seed=0, batch=3, priors=("diffusion",))
     assert stack.seen == [p.text for p in ps]
     assert res["diffusion_prior"]["readings"]["by_group"] == {ps[0].template: {"n": 3, "exact": 1.0, "any_match": 1.0}}
     assert res["diffusion_prior"]["readings"]["exact"] == 1.0 and res["diffusion_prior"]["objects_right"] == 1.0
+    assert "pair_outcomes" not in res["diffusion_prior"]  # single objects
     with pytest.raises(ProbeInputError, match="prompts"):
         text_to_image(stack, [p.scene for p in ps], prompts=["a red circle"], seed=0)
+    pairs = heldout_prompts("pair")[:2]
+    stack.scenes = [pairs[0].scene, pairs[0].scene]  # the second decode shows the first prompt's scene
+    res = prompts_to_image(stack, pairs, seed=0, batch=2, priors=("diffusion",), baselines=False)
+    objs = [sorted((o.shape, o.color) for o in p.scene.objects) for p in pairs]
+    assert objs[0] != objs[1] and res["diffusion_prior"]["pair_outcomes"]["exact"] == 0.5
 
 
 # ---------------------------------------------------------------- the widened training grammar

@@ -8,7 +8,8 @@ Single objects: shape and colour both right (also each alone, and by object
 size, to show where the errors lie; and `eval.pipeline.readings`: the scene exactly right, or any
 drawn object matching, each split by held-out colour-shape pairs); position as the half (left / right
 of the midline, for objects outside the middle column), the grid column (left /
-middle / right) and the exact cell of the object drawn for it. Two objects: both objects' shape and colour right.
+middle / right) and the exact cell of the object drawn for it. Two objects: both objects' shape and colour right, and why not
+(`eval.pipeline.pair_outcomes`: wrong count, colours swapped between the shapes, a shape or a colour wrong).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import torch
 
 from unclip_probe.backends.world.decode import DECODER_GUIDANCE, decode_images
 from unclip_probe.eval.common import INVERSION_SEED, PAIRS, RECONSTRUCTION_SEED, SINGLES, psnr
-from unclip_probe.eval.pipeline import readings
+from unclip_probe.eval.pipeline import pair_outcomes, readings
 from unclip_probe.imaging import pil_to_signed, to_unit
 from unclip_probe.world import detect, render, sample_scenes
 from unclip_probe.world.parse import SceneSpec
@@ -99,6 +100,7 @@ def reconstruction_accuracy(unet, cfg, clip, n: int = 500, steps: int = 25, guid
         exact.append(SceneSpec.from_scene(s).score(d)["objects"])
     res.update(pair_both_objects=np.mean(both), pair_exact=np.mean(exact))
     both_readings["pair_readings"] = readings(pairs, reads)
+    both_readings["pair_outcomes"] = pair_outcomes(pairs, reads)  # why the pairs are not exact
     res.update(single_exact=both_readings["single_readings"]["exact"],
                pair_exact_shape_color=both_readings["pair_readings"]["exact"])
     return {**{k: round(float(v), 4) for k, v in res.items()}, **both_readings}

@@ -82,6 +82,31 @@ def readings(scenes: Sequence[Scene], reads: Sequence[Scene], groups: Sequence[s
     return out
 
 
+PAIR_OUTCOMES = ("exact", "count", "swapped", "shapes", "colours", "shapes_and_colours")
+
+
+def pair_outcome(scene: Scene, read: Scene) -> str:
+    """Why a decode of a two-object `scene` is or is not exact (paper §7's binding question):
+    "exact"; "count" (not two objects drawn); else two drawn, and "swapped" (the scene's shapes and
+    its colours, bound the other way), "shapes" (the colours right, a shape wrong), "colours" (the
+    shapes right, a colour wrong) or "shapes_and_colours" (both wrong)."""
+    if len(scene.objects) != 2:
+        raise bad_input("scene", f"expected a two-object scene, got {len(scene.objects)} objects")
+    if drawn(scene.objects, read, exact_count=True):
+        return "exact"
+    if len(read.objects) != 2:
+        return "count"
+    same = lambda attr: sorted(getattr(o, attr) for o in scene.objects) == sorted(getattr(o, attr) for o in read.objects)  # noqa: E731
+    shapes, colours = same("shape"), same("color")
+    return "swapped" if shapes and colours else "colours" if shapes else "shapes" if colours else "shapes_and_colours"
+
+
+def pair_outcomes(scenes: Sequence[Scene], reads: Sequence[Scene]) -> dict[str, float]:
+    """Share of each of PAIR_OUTCOMES over decodes of two-object scenes (they sum to 1)."""
+    got = [pair_outcome(s, r) for s, r in zip(scenes, reads)]
+    return {k: round(got.count(k) / len(got), 4) for k in PAIR_OUTCOMES} if got else {}
+
+
 def _pixels(img) -> np.ndarray:
     return np.asarray(img, dtype=np.float32) / 255.0
 
@@ -96,7 +121,8 @@ def text_to_image(pipe, scenes: list[Scene], *, seed: int, batch: int = 50, prio
     prompts: what is typed for each scene (default: its caption, seed + its index); groups: a label
     per scene for ``readings``' by_group. Per feed: ``readings`` (exact first, then any_match, split
     by held-out pairs), the cosine, and ``objects_right``, the row's former single figure (exact when
-    exact_count, any_match otherwise), kept so that earlier JSON stays comparable."""
+    exact_count, any_match otherwise), kept so that earlier JSON stays comparable; on two-object scenes
+    also ``pair_outcomes``, why the pairs are not exact."""
     if prompts is not None and len(prompts) != len(scenes):
         raise bad_input("prompts", f"expected one prompt per scene ({len(scenes)}), got {len(prompts)}")
     reads: dict[str, list[Scene]] = {}
@@ -118,6 +144,8 @@ def text_to_image(pipe, scenes: list[Scene], *, seed: int, batch: int = 50, prio
         read = readings(scenes, r, groups)
         out[name] = {"objects_right": read["exact" if exact_count else "any_match"], "readings": read,
                      "cosine_to_true_image_embedding": round(float(np.mean(cos[name])), 4)}
+        if all(len(s.objects) == 2 for s in scenes):
+            out[name]["pair_outcomes"] = pair_outcomes(scenes, r)
     return out
 
 
