@@ -23,18 +23,20 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("folders", nargs="+")
     p.add_argument("--seed", type=int, default=777_170)
+    p.add_argument("--prior", default="diffusion", choices=("diffusion", "ar"))
     p.add_argument("--out", default="benchmarks/results/wordings_confirm.json")
     args = p.parse_args(argv)
     ps = heldout_prompts("single", seed=args.seed)
     out: dict = {"command": "python benchmarks/wordings_confirm.py " + " ".join(argv if argv is not None else
                                                                                 __import__("sys").argv[1:]),
-                 "seed": args.seed, "n": len(ps), "folders": {}}
+                 "seed": args.seed, "prior": args.prior, "n": len(ps), "folders": {}}
     for folder in args.folders:
         pipe = UnCLIP.from_pretrained(folder, device="cpu")
-        res = prompts_to_image(pipe, ps, seed=args.seed, priors=("diffusion",), baselines=False,
-                               batch=TEXT_TO_IMAGE_BATCH)
-        out["folders"][folder] = {"prior": stack_checksums(folder)["prior"], **res["diffusion_prior"]}
-        r = res["diffusion_prior"]["readings"]
+        res = prompts_to_image(pipe, ps, seed=args.seed, priors=(args.prior,), baselines=False,
+                               batch=TEXT_TO_IMAGE_BATCH)[f"{args.prior}_prior"]
+        weights = "prior" if args.prior == "diffusion" else "ar_prior"
+        out["folders"][folder] = {"prior": stack_checksums(folder)[weights], **res}
+        r = res["readings"]
         print(folder, "exact", r["exact"], "any", r["any_match"], "held-out pairs", r["held_out_pairs"])
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
     return out
