@@ -63,8 +63,9 @@ def test_decoder_trains_its_caption_path_on_wide_captions_when_asked():
     x0, z, text, mask = grammar.batch(3, 0, 1, "cpu")
     wx0, wz, wtext, wmask = wide.batch(3, 0, 1, "cpu")
     assert torch.equal(x0, wx0) and torch.allclose(z, wz)
-    _, caps, scenes = wide.renderer.get(3, 0, 4)
+    _, caps, scenes = grammar.renderer.get(3, 0, 4)
     said = restyled_captions(scenes, caps, "wide", 5, 12)
+    assert wide.renderer.get(3, 0, 4)[1] == said  # the renderer says them
     assert said != caps  # at seed 5, step 3 some caption is re-said
     want, want_mask = wide.clip.encode_text_tokens(said)
     assert torch.equal(wmask, want_mask) and torch.allclose(wtext, want)
@@ -110,4 +111,8 @@ def test_ar_prior_continues_from_its_checkpoint_codebook_and_all(tmp_path):
     assert codes.shape == (2, recipe.config.components) and int(codes.max()) < recipe.config.buckets
     (tmp_path / "ar_prior.safetensors").write_bytes(shipped.read_bytes())
     with pytest.raises(ProbeInputError, match="init_from.*ar_prior.json"):
+        ARPriorRecipe(clip_dir=str(WORLD), batch_size=2, workers=1, init_from=str(tmp_path / "ar_prior.safetensors"))
+    other = json.loads((WORLD / "ar_prior.json").read_text()) | {"clip_checksum": "0000000000000000"}
+    (tmp_path / "ar_prior.json").write_text(json.dumps(other))
+    with pytest.raises(ProbeInputError, match="init_from.*trained against CLIP 0000000000000000"):
         ARPriorRecipe(clip_dir=str(WORLD), batch_size=2, workers=1, init_from=str(tmp_path / "ar_prior.safetensors"))

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from ..world.dataset import scene_and_caption
+from .. import validate
+from ..world.dataset import CAPTION_STYLES, restyled_captions, scene_and_caption
 from ..world.render import downsample, render_float, to_uint8
 from ..world.spec import WorldConfig
 
@@ -37,11 +38,14 @@ class BatchRenderer:
     """Renders world batches with a process pool, prefetching the next step.
 
     get(step, lo, hi) returns ({size: uint8 (n, 3, S, S)}, captions, scenes) for
-    the stream indices step*batch_size + lo .. step*batch_size + hi - 1.
+    the stream indices step*batch_size + lo .. step*batch_size + hi - 1. captions: the style the
+    captions are said in (world.dataset.restyled_captions; "wide" for issue 24's wider wordings),
+    fixed by the stream position like everything else, so a resumed run sees the same ones.
     """
 
     def __init__(self, seed: int, batch_size: int, sizes: tuple[int, ...], config: WorldConfig | None = None,
-                 split: str = "train", workers: int | None = None):
+                 split: str = "train", workers: int | None = None, captions: str = "grammar"):
+        self.captions = validate.choice(captions, CAPTION_STYLES, "captions")  # before any rendering
         self.seed, self.batch_size, self.sizes = seed, batch_size, tuple(sizes)
         self.config, self.split = config or WorldConfig(), split
         self.workers = workers if workers is not None else max(1, min(16, (os.cpu_count() or 2)))
@@ -77,7 +81,7 @@ class BatchRenderer:
         imgs = {s: np.concatenate([p[0][s] for p in parts]) for s in self.sizes}
         caps = [c for p in parts for c in p[1]]
         scenes = [sc for p in parts for sc in p[2]]
-        return imgs, caps, scenes
+        return imgs, restyled_captions(scenes, caps, self.captions, self.seed, step * self.batch_size + lo), scenes
 
     def close(self) -> None:
         if self._pool is not None:

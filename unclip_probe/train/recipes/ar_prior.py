@@ -12,12 +12,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ... import validate
+from ...backends.world.stages import clip_matches
 from ...checkpoints import init_from_file, load_config
 from ...clip import load_clip, trim_padding
 from ...errors import ProbeInputError
 from ...models.ar_prior import ARPrior, ARPriorConfig
-from ...world.dataset import CAPTION_STYLES, restyled_captions
 from ...world.spec import WorldConfig
 from ..data import BatchRenderer
 from ..trainer import rank_slice
@@ -42,8 +41,8 @@ class ARPriorRecipe:
 
     def __post_init__(self):
         self.clip = load_clip(self.clip_dir)
-        self.captions = validate.choice(self.captions, CAPTION_STYLES, "captions")  # before any rendering
-        self.renderer = BatchRenderer(self.data_seed, self.batch_size, (64,), self.world, "train", self.workers)
+        self.renderer = BatchRenderer(self.data_seed, self.batch_size, (64,), self.world, "train", self.workers,
+                                     captions=self.captions)
         if self.init_from:
             self._continue_from(Path(self.init_from))
         else:
@@ -56,7 +55,8 @@ class ARPriorRecipe:
             raise ProbeInputError(f"init_from: an AR prior continues from its weights and the config beside them "
                                   f"({cfg_path.name}), which is missing next to {str(path)!r}")
         cfg = load_config(ARPriorConfig, cfg_path)
-        if cfg.clip_checksum and cfg.clip_checksum != (self.clip.checksum or ""):
+        if cfg.clip_checksum and not clip_matches(cfg.clip_checksum, self.clip.checksum or "",
+                                                  Path(self.clip_dir) / "clip.safetensors"):
             raise ProbeInputError(f"init_from: {str(path)!r} was trained against CLIP {cfg.clip_checksum}, not the "
                                   f"--clip given ({self.clip.checksum})")
         self.config = cfg
@@ -91,8 +91,7 @@ class ARPriorRecipe:
     @torch.no_grad()
     def batch(self, step: int, rank: int, world_size: int, device):
         sl = rank_slice(self.batch_size, rank, world_size)
-        imgs, caps, scenes = self.renderer.get(step, sl.start, sl.stop)
-        caps = restyled_captions(scenes, caps, self.captions, self.data_seed, step * self.batch_size + sl.start)
+        imgs, caps, _ = self.renderer.get(step, sl.start, sl.stop)
         clip, fitted = self.clip.to(device), self._fitted.to(device)  # frozen; they run where the prior trains
         z_i = clip.encode_image(torch.from_numpy(imgs[64]).to(device).float() / 255.0)
         z_t, text, mask = clip.encode_text_and_tokens(caps)  # one text pass

@@ -18,8 +18,6 @@ from ...models.configs import DecoderConfig
 from ...checkpoints import init_from_file
 from ...imaging import uint8_to_signed
 from ...models.unet import UNet
-from ... import validate
-from ...world.dataset import CAPTION_STYLES, restyled_captions
 from ...world.spec import WorldConfig
 from ..data import BatchRenderer
 from ..trainer import rank_slice
@@ -40,14 +38,14 @@ class DecoderRecipe:
 
     def __post_init__(self):
         self.name = "decoder_text" if self.text_only else "decoder"
-        self.captions = validate.choice(self.captions, CAPTION_STYLES, "captions")  # before any rendering
         self.clip = load_clip(self.clip_dir)
         cfg = DecoderConfig(clip_checksum=self.clip.checksum or "")
         if self.text_only:
             cfg = replace(cfg, unet=replace(cfg.unet, clip_dim=0), clip_dropout=0.0)
         self.config = cfg
         self.schedule = schedule_of(cfg.diffusion)
-        self.renderer = BatchRenderer(self.data_seed, self.batch_size, (64, 32), self.world, "train", self.workers)
+        self.renderer = BatchRenderer(self.data_seed, self.batch_size, (64, 32), self.world, "train", self.workers,
+                                     captions=self.captions)
 
     def build_model(self):
         return init_from_file(UNet(self.config.unet), self.init_from)
@@ -64,8 +62,7 @@ class DecoderRecipe:
 
     def batch(self, step: int, rank: int, world_size: int, device):
         sl = rank_slice(self.batch_size, rank, world_size)
-        imgs, caps, scenes = self.renderer.get(step, sl.start, sl.stop)
-        caps = restyled_captions(scenes, caps, self.captions, self.data_seed, step * self.batch_size + sl.start)
+        imgs, caps, _ = self.renderer.get(step, sl.start, sl.stop)
         x0 = uint8_to_signed(imgs[32]).to(device)  # (B, 3, 32, 32) in [-1, 1]
         z, text, mask = self._condition(torch.from_numpy(imgs[64]), caps, device)
         return x0, z, text, mask

@@ -17,8 +17,6 @@ from ...clip import load_clip, trim_padding
 from ...diffusion import diffusion_loss, schedule_of
 from ...models.configs import PriorConfig
 from ...models.prior import PriorNetConfig, PriorTransformer
-from ... import validate
-from ...world.dataset import CAPTION_STYLES, restyled_captions
 from ...world.spec import WorldConfig
 from ..data import BatchRenderer
 from ..trainer import rank_slice
@@ -43,8 +41,8 @@ class PriorRecipe:
                                   clip_checksum=self.clip.checksum or "")
         self.scale = math.sqrt(D)
         self.schedule = schedule_of(self.config.diffusion)
-        self.captions = validate.choice(self.captions, CAPTION_STYLES, "captions")  # before any rendering
-        self.renderer = BatchRenderer(self.data_seed, self.batch_size, (64,), self.world, "train", self.workers)
+        self.renderer = BatchRenderer(self.data_seed, self.batch_size, (64,), self.world, "train", self.workers,
+                                     captions=self.captions)
 
     def build_model(self):
         return init_from_file(PriorTransformer(self.config.net), self.init_from)
@@ -55,8 +53,7 @@ class PriorRecipe:
     @torch.no_grad()
     def batch(self, step: int, rank: int, world_size: int, device):
         sl = rank_slice(self.batch_size, rank, world_size)
-        imgs, caps, scenes = self.renderer.get(step, sl.start, sl.stop)
-        caps = restyled_captions(scenes, caps, self.captions, self.data_seed, step * self.batch_size + sl.start)
+        imgs, caps, _ = self.renderer.get(step, sl.start, sl.stop)
         clip = self.clip.to(device)  # the frozen CLIP runs where the prior trains (a GPU, when there is one)
         z_i = clip.encode_image(torch.from_numpy(imgs[64]).to(device).float() / 255.0) * self.scale  # (B, D)
         z_t, text, mask = clip.encode_text_and_tokens(caps)  # (B, D), (B, L, W), (B, L): one text pass
