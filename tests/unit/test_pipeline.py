@@ -311,3 +311,47 @@ def test_manipulation_scenes_are_the_documented_sets():
     assert len(sets["interpolation"]) == 3 and all(len(a.objects) == len(b.objects) == 1 for a, b in sets["interpolation"])
     assert [len(s.objects) for s in sets["text_diff"]] == [1, 1, 1]
     assert manipulation_scenes(3) == sets  # seeded: pipeline_eval and the sweep see the same scenes
+
+
+def test_pick_nearest_keeps_the_candidate_nearest_z_and_names_a_bad_z():
+    from unclip_probe.backends.world.decode import pick_nearest
+
+    K, B, D = 3, 2, 4
+    cands = torch.linspace(-1, 1, K * B * 3 * 2 * 2).view(K, B, 3, 2, 2)
+    # a fake CLIP: each image's embedding is a unit axis set by its candidate index k (flattened k * B + b)
+    encode = lambda x: torch.eye(D)[torch.arange(x.shape[0]) // B]  # noqa: E731
+    z = torch.stack([torch.eye(D)[2], torch.eye(D)[1] * 5])  # nearest: candidate 2 for b = 0, 1 for b = 1 (any scale)
+    chosen, scores = pick_nearest(cands, z, encode)
+    assert scores.shape == (K, B)
+    assert torch.equal(chosen[0], cands[2, 0]) and torch.equal(chosen[1], cands[1, 1])
+    tie = torch.stack([torch.eye(D)[3], torch.eye(D)[3]])  # every score 0: the first candidate, the plain decode
+    assert torch.equal(pick_nearest(cands, tie, encode)[0], cands[0])
+    with pytest.raises(ProbeInputError, match="^z"):
+        pick_nearest(cands, torch.randn(3, D), encode)
+
+
+def test_decode_candidates_keep_the_plain_decode_among_them_and_only_get_nearer_z(pipe):
+    img = world.render(world.sample_scenes(1, seed=5)[0])
+    z = pipe.encode_image([img, img.transpose(Image.FLIP_LEFT_RIGHT)])
+    plain = pipe.decode(z, seed=7, steps=3, upsample=False)
+    assert [a.tobytes() for a in plain] == [a.tobytes() for a in pipe.decode(z, seed=7, steps=3, upsample=False,
+                                                                               candidates=1)]
+    best = pipe.decode(z, seed=7, steps=3, upsample=False, candidates=4)
+    cos = lambda ims: (pipe.clip.encode_image(ims) * torch.nn.functional.normalize(z, dim=-1)).sum(-1)  # noqa: E731
+    assert (cos(best) >= cos(plain) - 1e-2).all()  # uint8 rounding of the PIL images aside
+    assert len(pipe.decode(z, seed=7, steps=3, candidates=2)) == 2 and pipe.decode(z, seed=7, steps=3, candidates=2)[0].size == (64, 64)
+    for bad in (0, 65, 2.0):
+        with pytest.raises(ProbeInputError, match="^candidates"):
+            pipe.decode(z, steps=2, candidates=bad)
+
+
+def test_decode_scenes_first_candidates_are_the_plain_decodes(pipe):
+    from unclip_probe.eval.decoder import decode_scenes
+
+    scenes = world.sample_scenes(3, seed=9)
+    kw = dict(steps=2, guidance=2.0, with_caption=False, seed=4, batch=2)
+    plain = decode_scenes(pipe.decoder, pipe.decoder_cfg, pipe.clip, scenes, **kw)
+    first: list = []
+    best = decode_scenes(pipe.decoder, pipe.decoder_cfg, pipe.clip, scenes, candidates=3, first=first, **kw)
+    # the same noise; a larger batch may round differently in the last bits
+    assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(first, plain)) and len(best) == 3

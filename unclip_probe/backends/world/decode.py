@@ -11,6 +11,7 @@ from torch import Tensor
 
 from unclip_probe.diffusion import cfg_denoiser, invert_ddim, sample, schedule_of
 from unclip_probe.errors import bad_input
+from unclip_probe.imaging import to_unit
 from unclip_probe.models.configs import DecoderConfig, UpsamplerConfig
 
 # The decoder's classifier-free guidance when it draws from fresh noise (paper §2.1): the one
@@ -18,6 +19,8 @@ from unclip_probe.models.configs import DecoderConfig, UpsamplerConfig
 # best in the pipeline's text -> image figure, where the decoder also reads the caption (model
 # card, "Tuned sampling defaults").
 DECODER_GUIDANCE = 2.0
+# The most candidate decodes per embedding `pick_nearest` chooses among (each costs a full decode).
+MAX_CANDIDATES = 64
 
 
 
@@ -36,6 +39,26 @@ def decode_images(unet, cfg: DecoderConfig, clip_emb: Tensor | None, text: Tenso
     denoiser = cfg_denoiser(model_fn, cond, uncond, guidance) if cond else (lambda x, t: unet(x, t))
     return sample(sampler, denoiser, x_T, schedule_of(cfg.diffusion), steps, generator=generator, eta=eta,
                   prediction=cfg.diffusion.prediction, clip_x0=1.0, callback=callback)
+
+
+def pick_nearest(candidates: Tensor, z: Tensor, encode_image) -> tuple[Tensor, Tensor]:
+    """The candidate decode whose CLIP image embedding lies nearest z, per embedding.
+
+    candidates (K, B, 3, S, S) in [-1, 1]: K decodes of each of B embeddings; z (B, D) the embeddings
+    they were drawn from; encode_image maps (N, 3, S, S) in [0, 1] to unit-norm (N, D).
+    Returns the chosen images (B, 3, S, S) and every candidate's cosine to z (K, B).
+
+    Not in the paper, which reranks only the prior's samples (§2.2, by z_i . z_t): this is the same
+    idea one stage on. The decoder draws a wrong shape or object count often enough (model card,
+    "Why pairs fail") that several draws from one z differ in what they show, and the CLIP that
+    made z can tell which draw shows it (the embedding holds more than one decode draws)."""
+    K, B = candidates.shape[:2]
+    if z.shape[0] != B:
+        raise bad_input("z", f"expected one embedding per candidate column ({B}), got {z.shape[0]}")
+    emb = encode_image(to_unit(candidates.flatten(0, 1)))  # (K * B, D), candidate-major
+    scores = (emb.view(K, B, -1) * F.normalize(z.to(emb), dim=-1)[None]).sum(-1)  # (K, B)
+    best = scores.argmax(0)  # (B,); ties keep the first candidate, the plain decode
+    return candidates[best, torch.arange(B, device=candidates.device)], scores
 
 
 def invert_images(unet, cfg: DecoderConfig, x_0: Tensor, clip_emb: Tensor | None, text: Tensor | None = None,

@@ -25,7 +25,8 @@ from torch import Tensor
 
 from unclip_probe import validate
 from unclip_probe.backends.base import PRIOR_KINDS, Sampling, StackDefaults, missing
-from unclip_probe.backends.world.decode import DECODER_GUIDANCE, decode_images, invert_images, upsample_images
+from unclip_probe.backends.world.decode import (DECODER_GUIDANCE, MAX_CANDIDATES, decode_images, invert_images,
+                                                pick_nearest, upsample_images)
 from unclip_probe.diffusion import check_sampler, resolve_sampler
 from unclip_probe.backends.world.prior_sampling import PRIOR_GUIDANCE
 from unclip_probe.backends.world.stages import load_decoder, load_unet_stage, load_upsampler
@@ -243,10 +244,14 @@ class UnCLIP:
     @sampling
     def decode(self, z: Tensor, *, seed: int = 0, x_T: Tensor | None = None, prompts: Sequence[str] | None = None,
                guidance: float | None = None, steps: int | None = None, eta: float = 0.0, upsample: bool = True,
-               upsample_steps: int | None = None, sampler: str | None = None) -> list[Image.Image]:
+               upsample_steps: int | None = None, sampler: str | None = None,
+               candidates: int = 1) -> list[Image.Image]:
         """Images for CLIP image embeddings z (B, D), optionally also conditioned on captions.
         x_T: the decoder's starting noise (B, 3, S, S) at its size S; drawn from `seed` when None.
-        guidance / steps / sampler None: ``defaults.decode`` (eta > 0 needs the "ddim" sampler)."""
+        guidance / steps / sampler None: ``defaults.decode`` (eta > 0 needs the "ddim" sampler).
+        candidates K > 1: K decodes per embedding, the first from x_T and the others from noise drawn
+        after it from `seed`; the one whose CLIP embedding lies nearest z is kept and upsampled
+        (``decode.pick_nearest``; K times the decoder's cost)."""
         z = validate.embeddings(z, self.embed_dim, "z")
         B = z.shape[0]
         seed = validate.seed(seed)
@@ -266,7 +271,9 @@ class UnCLIP:
             mask = torch.zeros(B, 1, dtype=torch.bool, device=self.device)
         else:
             text, mask = self._encode(self.clip.encode_text_tokens, prompts)
-        return self._decode(z, text, mask, seed, guidance, steps, eta, x_T, upsample, upsample_steps, sampler)
+        candidates = validate.count(candidates, "candidates", maximum=MAX_CANDIDATES)
+        return self._decode(z, text, mask, seed, guidance, steps, eta, x_T, upsample, upsample_steps, sampler,
+                            candidates)
 
     def _check_sampler(self, sampler: str | None, eta: float, name: str) -> str:
         """The decoder's sampler (None: ``defaults.decode.sampler``); DDIM's eta needs "ddim"."""
@@ -280,16 +287,24 @@ class UnCLIP:
 
     def _decode(self, z: Tensor, text: Tensor, mask: Tensor, seed: int, guidance: float | None, steps: int | None,
                 eta: float = 0.0, x_T: Tensor | None = None, upsample: bool = True,
-                upsample_steps: int | None = None, sampler: str | None = None) -> list[Image.Image]:
+                upsample_steps: int | None = None, sampler: str | None = None,
+                candidates: int = 1) -> list[Image.Image]:
         """decode() with the caption already encoded: tokens (B, L, W) and mask (B, L)."""
         d = self.defaults
-        B = z.shape[0]
-        x_T = self.noise(B, seed) if x_T is None else x_T
+        B, K = z.shape[0], candidates
+        noise = self._generator(seed)
+        x_T = torch.randn(B, *self.noise_shape, generator=noise, device=self.device) if x_T is None else x_T
+        if K > 1:  # the other candidates' noise continues seed's stream: candidate 0 is the plain decode
+            more = torch.randn((K - 1) * B, *self.noise_shape, generator=noise, device=self.device)
+            x_T = torch.cat([x_T, more])  # (K * B, 3, S, S), candidate-major
+        z = F.normalize(z, dim=-1).to(self.device)
         g = self._generator(seed + 1)
-        x = decode_images(self.decoder, self.decoder_cfg, F.normalize(z, dim=-1).to(self.device), text, mask,
+        x = decode_images(self.decoder, self.decoder_cfg, z.repeat(K, 1), text.repeat(K, 1, 1), mask.repeat(K, 1),
                           x_T=x_T, steps=d.decode.steps if steps is None else steps,
                           guidance=d.decode.guidance if guidance is None else guidance, eta=eta,
                           generator=g, sampler=sampler or d.decode.sampler)  # drawn from by eta > 0 and DDPM
+        if K > 1:
+            x, _ = pick_nearest(x.view(K, B, *x.shape[1:]), z, self.clip.encode_image)
         if upsample and self.upsampler is not None:
             hi = self.upsampler_cfg.high_res
             x_hi = torch.randn(B, 3, hi, hi, generator=self._generator(seed + 2), device=self.device)
