@@ -1,7 +1,7 @@
 """The held-out wordings on fresh scenes: the same templates (unclip_probe/world/wordings.py) drawn
 from another seed, text -> image through each given stack folder's diffusion prior (issue 24).
 
-    python benchmarks/wordings_confirm.py checkpoints/world [OTHER_FOLDER ...] --seed 777170
+    python benchmarks/wordings_confirm.py checkpoints/world [OTHER_FOLDER ...] --seed 777170 [--candidates 4]
 
 `pipeline_eval`'s wording rows decided which prior ships (model card, "What people type"), so
 their scenes are no longer fresh; this re-measures every folder on scenes that chose nothing.
@@ -24,16 +24,18 @@ def main(argv=None) -> dict:
     p.add_argument("folders", nargs="+")
     p.add_argument("--seed", type=int, default=777_170)
     p.add_argument("--prior", default="diffusion", choices=("diffusion", "ar"))
+    p.add_argument("--candidates", type=int, default=1,
+                   help="decodes per prior sample, the one nearest it kept (decode.pick_nearest); 1: the plain decode")
     p.add_argument("--out", default="benchmarks/results/wordings_confirm.json")
     args = p.parse_args(argv)
     ps = heldout_prompts("single", seed=args.seed)
     out: dict = {"command": "python benchmarks/wordings_confirm.py " + " ".join(argv if argv is not None else
                                                                                 __import__("sys").argv[1:]),
-                 "seed": args.seed, "prior": args.prior, "n": len(ps), "folders": {}}
+                 "seed": args.seed, "prior": args.prior, "candidates": args.candidates, "n": len(ps), "folders": {}}
     for folder in args.folders:
         pipe = UnCLIP.from_pretrained(folder, device="cpu")
         res = prompts_to_image(pipe, ps, seed=args.seed, priors=(args.prior,), baselines=False,
-                               batch=TEXT_TO_IMAGE_BATCH)[f"{args.prior}_prior"]
+                               batch=TEXT_TO_IMAGE_BATCH, candidates=args.candidates)[f"{args.prior}_prior"]
         weights = "prior" if args.prior == "diffusion" else "ar_prior"
         out["folders"][folder] = {"prior": stack_checksums(folder)[weights], **res}
         r = res["readings"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from unclip_probe.backends.world.decode import DECODER_GUIDANCE, decode_images
+from unclip_probe.backends.world.decode import DECODER_GUIDANCE, decode_images, pick_nearest
 from unclip_probe.eval.common import INVERSION_SEED, PAIRS, RECONSTRUCTION_SEED, SINGLES, psnr
 from unclip_probe.eval.pipeline import pair_outcomes, readings
 from unclip_probe.imaging import pil_to_signed, to_unit
@@ -32,22 +32,32 @@ QUICK_N, QUICK_STEPS = 40, 20
 
 
 def decode_scenes(unet, cfg, clip, scenes, *, steps, guidance, with_caption, seed, batch=50,
-                  sampler: str = "ddim") -> list:
+                  sampler: str = "ddim", candidates: int = 1, first: list | None = None) -> list:
     """32 px decodes in [0, 1] (3, S, S) of scenes from their CLIP image embeddings (captions masked out
-    unless with_caption); the noise of chunk i is drawn from seed + i, so a seed fixes every image."""
+    unless with_caption); the noise of chunk i is drawn from seed + i, so a seed fixes every image.
+
+    candidates K > 1: K decodes per scene, the first from the same noise as K = 1 and the others from
+    noise drawn after it; the one nearest the scene's embedding is kept (``decode.pick_nearest``).
+    The first candidates (the plain decodes) are appended to ``first`` when given."""
     from unclip_probe.world import caption
 
-    out = []
+    out, S, K = [], cfg.unet.image_size, candidates
     for i in range(0, len(scenes), batch):
         chunk = scenes[i:i + batch]
-        z = clip.encode_image([render(s) for s in chunk]) if cfg.unet.clip_dim else None
+        z = clip.encode_image([render(s) for s in chunk])
         text, mask = clip.encode_text_tokens([caption(s, seed=k) for k, s in enumerate(chunk)])
         if not with_caption:
             mask = torch.zeros_like(mask)
         g = torch.Generator().manual_seed(seed + i)  # drawn on the CPU: the same noise on every device
-        x_T = torch.randn(len(chunk), 3, cfg.unet.image_size, cfg.unet.image_size, generator=g)
+        x_T = torch.cat([torch.randn(len(chunk), 3, S, S, generator=g)]
+                        + ([torch.randn((K - 1) * len(chunk), 3, S, S, generator=g)] if K > 1 else []))
         x_T = x_T.to(next(unet.parameters()).device)
-        x = decode_images(unet, cfg, z, text, mask, x_T=x_T, steps=steps, guidance=guidance, sampler=sampler)
+        x = decode_images(unet, cfg, z.repeat(K, 1) if cfg.unet.clip_dim else None, text.repeat(K, 1, 1),
+                          mask.repeat(K, 1), x_T=x_T, steps=steps, guidance=guidance, sampler=sampler)
+        if first is not None:
+            first.extend(to_unit(x[:len(chunk)]).cpu())
+        if K > 1:
+            x, _ = pick_nearest(x.view(K, len(chunk), *x.shape[1:]), z, clip.encode_image)
         out.extend(to_unit(x).cpu())
     return out
 
@@ -59,13 +69,18 @@ def _object_ok(want, got) -> bool:
 @torch.no_grad()
 def reconstruction_accuracy(unet, cfg, clip, n: int = 500, steps: int = 25, guidance: float = DECODER_GUIDANCE,
                             with_caption: bool = False, seed: int = RECONSTRUCTION_SEED, sampler: str = "ddim",
-                            n_pairs: int | None = None) -> dict[str, float]:
+                            n_pairs: int | None = None, candidates: int = 1) -> dict[str, float]:
+    """Oracle readings of decodes from true embeddings (module docstring). candidates K > 1: each
+    figure is of the decode `pick_nearest` keeps among K, and ``first_candidate`` holds the
+    readings of the plain decodes (the K = 1 figures on the same scenes and noise, up to the
+    float rounding of a K times larger batch)."""
     unet.eval()
     singles = sample_scenes(n, seed=seed, config=SINGLES)
     pairs = sample_scenes(n if n_pairs is None else n_pairs, seed=seed + 1, config=PAIRS)
     res, both_readings = {}, {}
-    reads = [detect(img) for img in decode_scenes(unet, cfg, clip, singles, steps=steps, guidance=guidance,
-                                                     with_caption=with_caption, seed=seed, sampler=sampler)]
+    plain: dict[str, list] = {"singles": [], "pairs": []}
+    kw = dict(steps=steps, guidance=guidance, with_caption=with_caption, sampler=sampler, candidates=candidates)
+    reads = [detect(img) for img in decode_scenes(unet, cfg, clip, singles, seed=seed, first=plain["singles"], **kw)]
     sc, half, col, cell, count = [], [], [], [], []
     shape, color = [], []
     by_size: dict[str, list[bool]] = {}
@@ -92,8 +107,7 @@ def reconstruction_accuracy(unet, cfg, clip, n: int = 500, steps: int = 25, guid
                single_cell=np.mean(cell), single_count=np.mean(count),
                single_shape=np.mean(shape), single_color=np.mean(color),
                **{f"single_shape_color_{size}": np.mean(v) for size, v in sorted(by_size.items())})
-    reads = [detect(img) for img in decode_scenes(unet, cfg, clip, pairs, steps=steps, guidance=guidance,
-                                                     with_caption=with_caption, seed=seed + 1, sampler=sampler)]
+    reads = [detect(img) for img in decode_scenes(unet, cfg, clip, pairs, seed=seed + 1, first=plain["pairs"], **kw)]
     both, exact = [], []
     for s, d in zip(pairs, reads):
         both.append(all(any(_object_ok(w, o) for o in d.objects) for w in s.objects) and len(d.objects) == 2)
@@ -103,6 +117,11 @@ def reconstruction_accuracy(unet, cfg, clip, n: int = 500, steps: int = 25, guid
     both_readings["pair_outcomes"] = pair_outcomes(pairs, reads)  # why the pairs are not exact
     res.update(single_exact=both_readings["single_readings"]["exact"],
                pair_exact_shape_color=both_readings["pair_readings"]["exact"])
+    if candidates > 1:
+        first = {k: [detect(img) for img in v] for k, v in plain.items()}
+        both_readings["first_candidate"] = {"single_readings": readings(singles, first["singles"]),
+                                            "pair_readings": readings(pairs, first["pairs"]),
+                                            "pair_outcomes": pair_outcomes(pairs, first["pairs"])}
     return {**{k: round(float(v), 4) for k, v in res.items()}, **both_readings}
 
 
@@ -144,6 +163,9 @@ if __name__ == "__main__":
     p.add_argument("--guidance", type=float, nargs="+", default=sorted({1.0, DECODER_GUIDANCE}))
     p.add_argument("--with-caption", action="store_true")
     p.add_argument("--inversion", action="store_true", help="also measure the DDIM inversion round trip")
+    p.add_argument("--candidates", type=int, default=1, help="decodes per scene, the one nearest its embedding "
+                   "kept (decode.pick_nearest); 1: the plain decode")
+    p.add_argument("--n-pairs", type=int, default=None, help="pairs (default: --n)")
     p.add_argument("--seed", type=int, default=RECONSTRUCTION_SEED,
                    help="reconstruction scenes and noise (pairs use seed + 1; --inversion keeps its own); the "
                         "default is the scenes every earlier run was compared on, another re-measures out of sample")
@@ -153,10 +175,11 @@ if __name__ == "__main__":
     out = {"n": args.n, "steps": args.steps, "sampler": args.sampler, "with_caption": args.with_caption,
            "command": "python -m unclip_probe.eval.decoder " + " ".join(sys.argv[1:]),
            "weights_checksum": checksum_of(Path(args.folder) / f"{args.name}.safetensors"),
-           "clip_checksum": clip.checksum, "seed": args.seed}
+           "clip_checksum": clip.checksum, "seed": args.seed, "candidates": args.candidates}
     for gs in args.guidance:
         out[f"guidance_{gs:g}"] = reconstruction_accuracy(unet, cfg, clip, args.n, args.steps, gs, args.with_caption,
-                                                             seed=args.seed, sampler=args.sampler)
+                                                             seed=args.seed, sampler=args.sampler,
+                                                             n_pairs=args.n_pairs, candidates=args.candidates)
     if args.inversion:
         out["inversion"] = inversion_psnr(unet, cfg, clip)
     print(json.dumps(out, indent=2))

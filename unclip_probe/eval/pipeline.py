@@ -306,12 +306,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
     p.add_argument("--figure", default=None, help="also write the figure sheet here")
     p.add_argument("--wordings", action=argparse.BooleanOptionalAction, default=True,
                    help="also the held-out wordings (unclip_probe/world/wordings.py), singles and pairs")
+    p.add_argument("--candidates", type=int, default=1,
+                   help="decodes per embedding, the one nearest it kept (decode.pick_nearest); 1: the plain decode")
     args = p.parse_args(argv)
     pipe = UnCLIP.from_pretrained(args.folder, device=args.device)
     d = pipe.defaults
     out: dict = {"command": "python -m unclip_probe.eval.pipeline " + " ".join(sys.argv[1:] if argv is None else argv),
                  "checksums": stack_checksums(args.folder),
-                 "n": args.n, "n_pair": args.n_pair, "n_manip": args.n_manip,
+                 "n": args.n, "n_pair": args.n_pair, "n_manip": args.n_manip, "candidates": args.candidates,
                  "defaults": f"prior guidance {PRIOR_GUIDANCE['diffusion']:g} (diffusion) / {PRIOR_GUIDANCE['ar']:g} (AR), "
                  f"{d.prior.sampler} {d.prior.steps} steps; decoder guidance {DECODER_GUIDANCE:g}, {d.decode.sampler} "
                  f"{d.decode.steps} steps; upsampler {d.upsample_sampler} {d.upsample_steps} steps; "
@@ -323,14 +325,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
                                       ("pair", args.n_pair, PAIR, PAIR_SEED, True)):
         t = time.perf_counter()
         out[f"text_to_image_{name}"] = text_to_image(pipe, sample_scenes(n, seed=seed, config=cfg), seed=seed,
-                                                     priors=priors, exact_count=exact, batch=TEXT_TO_IMAGE_BATCH)
+                                                     priors=priors, exact_count=exact, batch=TEXT_TO_IMAGE_BATCH,
+                                                     candidates=args.candidates)
         out["seconds"][f"text_to_image_{name}"] = round(time.perf_counter() - t, 1)
     if args.wordings:  # issue 24: the held-out wordings (world/wordings.py), scored the same way
         for kind in ("single", "pair"):
             t = time.perf_counter()
             out[f"text_to_image_wordings_{kind}"] = prompts_to_image(
                 pipe, heldout_prompts(kind), seed=WORDING_SEED, priors=priors, exact_count=kind == "pair",
-                batch=TEXT_TO_IMAGE_BATCH)
+                batch=TEXT_TO_IMAGE_BATCH, candidates=args.candidates)
             out["seconds"][f"text_to_image_wordings_{kind}"] = round(time.perf_counter() - t, 1)
     if args.n_manip == 0:  # text -> image only
         print(json.dumps(out, indent=2))
