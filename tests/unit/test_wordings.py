@@ -102,12 +102,14 @@ def test_text_to_image_reads_typed_prompts_against_their_scenes():
             encode_text = staticmethod(lambda ts: torch.eye(len(ts), 4))
 
         seen: list = []
+        decoded_with: list = []
 
         def prior(self, prompts, **kw):
             self.seen.extend(prompts)
             return self.clip.encode_text(prompts)
 
         def decode(self, z, prompts=None, **kw):
+            self.decoded_with.append(prompts)
             return [world.render(self.scenes[i]) for i in range(len(z))]
 
     stack = Stack()
@@ -117,6 +119,12 @@ def test_text_to_image_reads_typed_prompts_against_their_scenes():
     assert res["diffusion_prior"]["readings"]["by_group"] == {ps[0].template: {"n": 3, "exact": 1.0, "any_match": 1.0}}
     assert res["diffusion_prior"]["readings"]["exact"] == 1.0 and res["diffusion_prior"]["objects_right"] == 1.0
     assert "pair_outcomes" not in res["diffusion_prior"]  # single objects
+    assert stack.decoded_with == [[p.text for p in ps]] * 3  # z_t, true z_i and the prior: each read with its caption
+    stack.decoded_with.clear()
+    prompts_to_image(stack, ps, seed=0, batch=3, priors=("diffusion",), decode_caption=False)
+    assert stack.decoded_with == [None] * 3  # the embedding alone
+    with pytest.raises(ProbeInputError, match="decode_caption"):
+        prompts_to_image(stack, ps, seed=0, batch=3, priors=("diffusion",), decode_caption=1)
     with pytest.raises(ProbeInputError, match="prompts"):
         text_to_image(stack, [p.scene for p in ps], prompts=["a red circle"], seed=0)
     pairs = heldout_prompts("pair")[:2]

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from unclip_probe.eval.common import (FIGURE_SEED, INTERPOLATION_SEED, PAIR_SEED, PAIRS as PAIR, SINGLE_SEED,
                                       SINGLES as SINGLE, TEXT_DIFF_SEED, VARIATION_SEED)
 from unclip_probe.manipulations import interpolate, text_diff, variations
+from unclip_probe import validate
 from unclip_probe.errors import bad_input
 from unclip_probe.world import Scene, caption, detect, render, sample_scenes, shows_held_out_pair
 from unclip_probe.world.wordings import PER_TEMPLATE, WORDING_SEED, Prompt, heldout_prompts
@@ -114,9 +115,14 @@ def _pixels(img) -> np.ndarray:
 @torch.no_grad()
 def text_to_image(pipe, scenes: list[Scene], *, seed: int, batch: int = 50, priors: Sequence[str] = ("diffusion", "ar"),
                   exact_count: bool = False, baselines: bool = True, prior_guidance: float | None = None,
-                  prompts: Sequence[str] | None = None, groups: Sequence[str] | None = None, **decode_kw) -> dict:
+                  prompts: Sequence[str] | None = None, groups: Sequence[str] | None = None,
+                  decode_caption: bool = True, **decode_kw) -> dict:
     """Oracle readings and embedding cosines of the decoder fed each prior's sample (at prior_guidance;
     None: each prior's default) and, with baselines, z_t and the true z_i.
+
+    decode_caption: the decoder also reads what was typed (the pipeline's way, paper §2.1); False
+    decodes from the embedding alone (its caption-dropped branch), which tells how much of a row the
+    caption path adds or costs.
 
     prompts: what is typed for each scene (default: its caption, seed + its index); groups: a label
     per scene for ``readings``' by_group. Per feed: ``readings`` (exact first, then any_match, split
@@ -125,6 +131,7 @@ def text_to_image(pipe, scenes: list[Scene], *, seed: int, batch: int = 50, prio
     also ``pair_outcomes``, why the pairs are not exact."""
     if prompts is not None and len(prompts) != len(scenes):
         raise bad_input("prompts", f"expected one prompt per scene ({len(scenes)}), got {len(prompts)}")
+    validate.flag(decode_caption, "decode_caption")
     reads: dict[str, list[Scene]] = {}
     cos: dict[str, list[float]] = {}
     for i in range(0, len(scenes), batch):
@@ -136,7 +143,7 @@ def text_to_image(pipe, scenes: list[Scene], *, seed: int, batch: int = 50, prio
         for kind in priors:
             feeds[f"{kind}_prior"] = pipe.prior(said, seed=seed + i, kind=kind, guidance=prior_guidance)
         for name, z in feeds.items():
-            imgs = pipe.decode(z, seed=seed + i, prompts=said, **decode_kw)
+            imgs = pipe.decode(z, seed=seed + i, prompts=said if decode_caption else None, **decode_kw)
             reads.setdefault(name, []).extend(detect(im) for im in imgs)
             cos.setdefault(name, []).extend((F.normalize(z.float(), dim=-1) * z_true).sum(-1).tolist())
     out = {}
