@@ -27,26 +27,35 @@ import torch.nn.functional as F
 
 from unclip_probe.backends.world.prior_sampling import sample_diffusion_prior
 from unclip_probe.backends.world.stack import UnCLIP
-from unclip_probe.eval.pipeline import TEXT_TO_IMAGE_BATCH, readings
-from unclip_probe.world import detect, render
+from unclip_probe.eval.pipeline import TEXT_TO_IMAGE_BATCH, prompts_to_image
 from unclip_probe.world.wordings import heldout_prompts
 
 
-def draw(pipe, said: list[str], seed: int, config: str) -> torch.Tensor:
-    """(B, D) unit embeddings for `said` under `config` ("pickN" or "meanN")."""
-    m = re.fullmatch(r"(pick|mean)(\d+)", config)
-    if m is None:
-        raise SystemExit(f"--configs: expected pickN or meanN, got {config!r}")
-    how, n = m.group(1), int(m.group(2))
-    net, cfg = pipe.priors["diffusion"]
-    d = pipe.defaults.prior
-    z_t, text, mask = pipe.clip.encode_text_and_tokens(said)
-    kw = dict(steps=d.steps, guidance=d.guidance, sampler=d.sampler)
-    if how == "pick":
-        return sample_diffusion_prior(net, cfg, z_t, text, mask, generator=pipe._generator(seed), candidates=n, **kw)
-    draws = [sample_diffusion_prior(net, cfg, z_t, text, mask, generator=pipe._generator(seed + 7919 * j),
-                                    candidates=1, **kw) for j in range(n)]
-    return F.normalize(torch.stack(draws).mean(0), dim=-1)
+class Drawn:
+    """The stack with its diffusion prior drawn under `config` ("pickN" or "meanN"), at the prior's
+    default steps, sampler and guidance; the CLIP and the decoder are the stack's own, so
+    ``prompts_to_image`` reads it exactly as it reads the shipped pipeline."""
+
+    def __init__(self, pipe: UnCLIP, config: str):
+        m = re.fullmatch(r"(pick|mean)(\d+)", config)
+        if m is None:
+            raise SystemExit(f"--configs: expected pickN or meanN, got {config!r}")
+        self.pipe, self.config, self.how, self.n = pipe, config, m.group(1), int(m.group(2))
+        self.clip, self.decode = pipe.clip, pipe.decode
+
+    def prior(self, prompts: list[str], *, seed: int, kind: str = "diffusion", guidance=None) -> torch.Tensor:
+        """(B, D) unit embeddings for `prompts`."""
+        assert kind == "diffusion" and guidance is None  # text_to_image's call at the defaults
+        net, cfg = self.pipe.priors["diffusion"]
+        d = self.pipe.defaults.prior
+        z_t, text, mask = self.clip.encode_text_and_tokens(list(prompts))
+        kw = dict(steps=d.steps, guidance=d.guidance, sampler=d.sampler)
+        if self.how == "pick":
+            return sample_diffusion_prior(net, cfg, z_t, text, mask, generator=self.pipe._generator(seed),
+                                          candidates=self.n, **kw)
+        draws = [sample_diffusion_prior(net, cfg, z_t, text, mask, generator=self.pipe._generator(seed + 7919 * j),
+                                        candidates=1, **kw) for j in range(self.n)]
+        return F.normalize(torch.stack(draws).mean(0), dim=-1)
 
 
 def main(argv=None) -> dict:
@@ -57,22 +66,17 @@ def main(argv=None) -> dict:
     p.add_argument("--out", default="benchmarks/results/prior_candidates.json")
     args = p.parse_args(argv)
     pipe = UnCLIP.from_pretrained(args.folder, device="cpu")
+    stacks = [Drawn(pipe, c) for c in args.configs]  # every config checked before the first is measured
     ps = heldout_prompts("single", seed=args.seed)
     out: dict = {"command": "python benchmarks/prior_candidates.py " + " ".join(
         argv if argv is not None else __import__("sys").argv[1:]), "seed": args.seed, "n": len(ps), "configs": {}}
-    for config in args.configs:
-        reads, cos = [], []
-        for i in range(0, len(ps), TEXT_TO_IMAGE_BATCH):  # text_to_image's batching and seeds
-            chunk = ps[i:i + TEXT_TO_IMAGE_BATCH]
-            said = [q.text for q in chunk]
-            z = draw(pipe, said, args.seed + i, config)
-            z_true = pipe.clip.encode_image([render(q.scene) for q in chunk])
-            cos += (z * z_true).sum(-1).tolist()
-            reads += [detect(im) for im in pipe.decode(z, seed=args.seed + i, prompts=said)]
-        r = readings([q.scene for q in ps], reads, [q.template for q in ps])
-        out["configs"][config] = {"readings": r, "cosine_to_true_image_embedding": round(sum(cos) / len(cos), 4)}
-        print(config, "exact", r["exact"], "any", r["any_match"], "held-out", r["held_out_pairs"]["exact"],
-              "cosine", out["configs"][config]["cosine_to_true_image_embedding"], flush=True)
+    for stack in stacks:
+        res = prompts_to_image(stack, ps, seed=args.seed, priors=("diffusion",), baselines=False,
+                               batch=TEXT_TO_IMAGE_BATCH)["diffusion_prior"]
+        r = res["readings"]
+        out["configs"][stack.config] = {"readings": r, "cosine_to_true_image_embedding": res["cosine_to_true_image_embedding"]}
+        print(stack.config, "exact", r["exact"], "any", r["any_match"], "held-out", r["held_out_pairs"]["exact"],
+              "cosine", res["cosine_to_true_image_embedding"], flush=True)
         Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
     return out
 
