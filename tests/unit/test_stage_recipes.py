@@ -73,6 +73,38 @@ def test_decoder_trains_its_caption_path_on_wide_captions_when_asked():
         DecoderRecipe(clip_dir=str(WORLD), batch_size=2, workers=1, captions="fancy")
 
 
+def test_decoder_reads_prior_samples_of_its_captions_when_asked():
+    """--prior-condition (issue 24): the chosen rows carry the stack's own diffusion-prior draw for
+    the row's caption instead of the true z_i, fixed by the stream position; the others are untouched."""
+    from unclip_probe.backends.world.prior_sampling import sample_diffusion_prior
+    from unclip_probe.backends.world.stack import WORLD_DEFAULTS
+
+    true = DecoderRecipe(clip_dir=str(WORLD), batch_size=8, workers=1, data_seed=5)
+    mixed = DecoderRecipe(clip_dir=str(WORLD), batch_size=8, workers=1, data_seed=5, prior_condition=0.5)
+    x0, z, text, mask = true.batch(2, 0, 1, "cpu")
+    mx0, mz, mtext, mmask = mixed.batch(2, 0, 1, "cpu")
+    assert torch.equal(x0, mx0) and torch.allclose(text, mtext) and torch.equal(mask, mmask)
+    kept = torch.isclose(z, mz, atol=1e-6).all(1)
+    assert 0 < int(kept.sum()) < 8  # at seed 5, step 2 some rows are swapped and some kept
+    # The swapped rows are what the prior draws for those captions with the same generator.
+    g = torch.Generator().manual_seed(5 * 1_000_003 + 2 * 8)
+    swap = torch.rand(8, generator=g) < 0.5
+    assert torch.equal(swap, ~kept)
+    caps = mixed.renderer.get(2, 0, 8)[1]
+    z_t, t, m = mixed.clip.encode_text_and_tokens([c for c, s in zip(caps, swap) if s])
+    d = WORLD_DEFAULTS.prior
+    want = sample_diffusion_prior(*mixed.prior, z_t, t, m, generator=g, steps=d.steps, guidance=d.guidance,
+                                  sampler=d.sampler)
+    assert torch.allclose(mz[swap], want, atol=1e-5)
+    assert torch.allclose(mz.norm(dim=-1), torch.ones(8), atol=1e-5)
+    assert torch.equal(mixed.batch(2, 0, 1, "cpu")[1], mz)  # a resumed run sees the same draw
+    for bad in (1.5, -0.1):
+        with pytest.raises(ProbeInputError, match="prior_condition"):
+            DecoderRecipe(clip_dir=str(WORLD), batch_size=2, workers=1, prior_condition=bad)
+    with pytest.raises(ProbeInputError, match="prior_condition"):
+        DecoderRecipe(clip_dir=str(WORLD), batch_size=2, workers=1, text_only=True, prior_condition=0.5)
+
+
 def test_text_only_decoder_has_no_image_embedding_input():
     recipe = DecoderRecipe(clip_dir=str(WORLD), batch_size=2, workers=1, text_only=True)
     assert recipe.name == "decoder_text" and recipe.config.unet.clip_dim == 0

@@ -183,6 +183,16 @@ def test_train_refuses_caption_styles_outside_the_caption_stages(capsys):
         assert "--captions" in capsys.readouterr().err
 
 
+def test_train_names_a_bad_prior_condition(capsys, tmp_path):
+    from unclip_probe.cli import main
+
+    for args, named in ((["decoder", "--prior-condition", "2"], "--prior-condition"),
+                        (["prior", "--prior-condition", "0.5"], "--prior-condition"),
+                        (["decoder", "--prior-condition", "0.5", "--clip", str(tmp_path)], "--clip")):  # no prior there
+        assert main(["train", *args, "--steps", "1", "--out", str(tmp_path / "o")]) == 2
+        assert named in capsys.readouterr().err
+
+
 def test_heldout_prompts_bad_input_names_the_argument():
     with pytest.raises(ProbeInputError, match="kind"):
         heldout_prompts("triple")

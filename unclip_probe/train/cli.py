@@ -21,7 +21,7 @@ def _decoder_recipe(args, text_only: bool = False):
 
     return DecoderRecipe(clip_dir=args.clip, batch_size=args.batch_size, data_seed=args.data_seed,
                          text_only=text_only, workers=args.workers, init_from=args.init_from,
-                         captions=args.captions)
+                         captions=args.captions, prior_condition=args.prior_condition)
 
 
 def _upsampler_recipe(args):
@@ -102,6 +102,12 @@ def _check_args(args: argparse.Namespace) -> None:
     if args.captions != "grammar" and args.stage not in CAPTION_STAGES:
         raise ProbeInputError(f"--captions: only the {' and '.join(CAPTION_STAGES)} stages train on other caption "
                               f"styles so far, got --captions {args.captions!r} for the {args.stage} stage")
+    validate.fraction(args.prior_condition, "--prior-condition")
+    if args.prior_condition and args.stage != "decoder":
+        raise ProbeInputError(f"--prior-condition: only the decoder stage reads the diffusion prior's samples, got "
+                              f"--prior-condition {args.prior_condition} for the {args.stage} stage")
+    if args.prior_condition:
+        validate.input_folder(args.clip, "--clip", files=("prior.json", "prior.safetensors"))
     if args.stage in CLIP_STAGES:
         validate.input_folder(args.clip, "--clip", files=("clip.json", "clip.safetensors"))
     if args.stage == "sae":
@@ -179,5 +185,8 @@ def add_train_parser(sub) -> None:
     t.add_argument("--init-from", default=None, help="weights (.safetensors) to start from instead of random")
     t.add_argument("--captions", default="grammar", help="prior, ar-prior, decoder: 'grammar' (world.captions.caption) or 'wide' "
                    "(wide_caption: wider wordings, never the held-out ones of world/wordings.py; issue 24)")
+    t.add_argument("--prior-condition", type=float, default=0.0, metavar="FRACTION",
+                   help="decoder: share of each batch conditioned on the diffusion prior's sample (from the --clip "
+                        "folder's prior) of its caption instead of the true image embedding (issue 24; default 0)")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=_cmd_train)
